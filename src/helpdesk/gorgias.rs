@@ -1,0 +1,107 @@
+//! Gorgias REST API: read a customer's email, add tags to a ticket.
+
+use base64::Engine;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use super::{ApiClient, HelpdeskError, RateBudget};
+use crate::config::GorgiasSettings;
+use crate::domain::{Source, Tag, TicketId};
+use crate::metrics::Metrics;
+use crate::store::StateStore;
+
+pub struct GorgiasClient {
+    api: ApiClient,
+}
+
+/// `X-Gorgias-Account-Api-Call-Limit: 10/40` (used/capacity) → 30 calls left.
+fn remaining(h: &HeaderMap) -> Option<f64> {
+    let v = h.get("x-gorgias-account-api-call-limit")?.to_str().ok()?;
+    let (used, cap) = v.trim().split_once('/')?;
+    let (used, cap): (f64, f64) = (used.trim().parse().ok()?, cap.trim().parse().ok()?);
+    Some((cap - used).max(0.0))
+}
+
+impl GorgiasClient {
+    pub fn new(
+        settings: &GorgiasSettings,
+        store: StateStore,
+        metrics: Metrics,
+    ) -> anyhow::Result<GorgiasClient> {
+        // Basic base64("{email}:{api_key}")
+        let credentials = format!("{}:{}", settings.email, settings.api_key.expose_secret());
+        let authorization = SecretString::from(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        ));
+        let budget = RateBudget::gorgias(
+            store,
+            format!("gorgias:{}", settings.base_url),
+            settings.requests_per_window,
+            settings.window,
+        );
+        Ok(GorgiasClient {
+            api: ApiClient::new(
+                Source::Gorgias,
+                &settings.base_url,
+                authorization,
+                settings.request_timeout,
+                budget,
+                metrics,
+                remaining,
+            )?,
+        })
+    }
+
+    /// `GET /api/customers/{id}` → `email`.
+    pub async fn customer_email(&self, customer_id: &str) -> Result<Option<String>, HelpdeskError> {
+        if !customer_id.bytes().all(|b| b.is_ascii_digit()) || customer_id.is_empty() {
+            return Err(HelpdeskError::Rejected {
+                status: 400,
+                reason: format!("customer id {customer_id:?} is not a Gorgias customer id"),
+            });
+        }
+        let v = self
+            .api
+            .send(Method::GET, &format!("/api/customers/{customer_id}"), None)
+            .await?;
+        Ok(v.get("email")
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string))
+    }
+
+    /// `POST /api/tickets/{id}/tags` with `{"names": […]}` adds tags (`PUT` would replace them).
+    pub async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
+        self.api
+            .send(
+                Method::POST,
+                &format!("/api/tickets/{ticket}/tags"),
+                Some(&json!({ "names": tags })),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_limit_header_gives_calls_left() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-gorgias-account-api-call-limit",
+            "10/40".parse().expect("hv"),
+        );
+        assert_eq!(remaining(&h), Some(30.0));
+        h.insert(
+            "x-gorgias-account-api-call-limit",
+            "junk".parse().expect("hv"),
+        );
+        assert_eq!(remaining(&h), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! Zendesk Support API: read a requester's email, add tags to a ticket.
+
+use base64::Engine;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use super::{ApiClient, HelpdeskError, RateBudget};
+use crate::config::ZendeskSettings;
+use crate::domain::{Source, Tag, TicketId};
+use crate::metrics::Metrics;
+use crate::store::StateStore;
+
+pub struct ZendeskClient {
+    api: ApiClient,
+}
+
+/// `X-Rate-Limit-Remaining: 123`
+fn remaining(h: &HeaderMap) -> Option<f64> {
+    h.get("x-rate-limit-remaining")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl ZendeskClient {
+    pub fn new(
+        settings: &ZendeskSettings,
+        store: StateStore,
+        metrics: Metrics,
+    ) -> anyhow::Result<ZendeskClient> {
+        // Basic base64("{email}/token:{api_token}")
+        let credentials = format!(
+            "{}/token:{}",
+            settings.email,
+            settings.api_token.expose_secret()
+        );
+        let authorization = SecretString::from(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        ));
+        let budget = RateBudget::zendesk(
+            store,
+            format!("zendesk:{}", settings.base_url),
+            settings.requests_per_minute,
+        );
+        Ok(ZendeskClient {
+            api: ApiClient::new(
+                Source::Zendesk,
+                &settings.base_url,
+                authorization,
+                settings.request_timeout,
+                budget,
+                metrics,
+                remaining,
+            )?,
+        })
+    }
+
+    /// `GET /api/v2/users/{id}` → `user.email` (None when the user has no email).
+    pub async fn user_email(&self, user_id: &str) -> Result<Option<String>, HelpdeskError> {
+        if !user_id.bytes().all(|b| b.is_ascii_digit()) || user_id.is_empty() {
+            return Err(HelpdeskError::Rejected {
+                status: 400,
+                reason: format!("requester id {user_id:?} is not a Zendesk user id"),
+            });
+        }
+        let v = self
+            .api
+            .send(Method::GET, &format!("/api/v2/users/{user_id}"), None)
+            .await?;
+        Ok(v.pointer("/user/email")
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string))
+    }
+
+    /// `PUT /api/v2/tickets/{id}/tags` adds tags and keeps the others (`POST` would replace them
+    /// all: never used). Returns the ticket's tags after the write.
+    pub async fn add_tags(
+        &self,
+        ticket: TicketId,
+        tags: &[Tag],
+    ) -> Result<Vec<String>, HelpdeskError> {
+        let v = self
+            .api
+            .send(
+                Method::PUT,
+                &format!("/api/v2/tickets/{ticket}/tags"),
+                Some(&json!({ "tags": tags })),
+            )
+            .await?;
+        Ok(v.get("tags")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,8 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    ltv_tagger::cli::run(ltv_tagger::cli::Cli::parse()).await
+}

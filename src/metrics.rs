@@ -1,0 +1,77 @@
+//! Prometheus metrics, registered in one registry owned by the application (no globals).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `source` (zendesk|gorgias) × `outcome` (accepted|unauthorized|bad_request|too_large|…).
+    pub webhooks_received: IntCounterVec,
+    /// `outcome` (tagged|already_tagged|no_tags|unknown_customer|no_email|rejected|dead|retry|merged…).
+    pub jobs: IntCounterVec,
+    /// `helpdesk` × `status` (HTTP status, or timeout|error).
+    pub helpdesk_requests: IntCounterVec,
+    /// Seconds per order-DB query (cache hits are not observed).
+    pub order_lookup_seconds: Histogram,
+    /// Jobs by `state` (queued|running|dead), sampled when /metrics is scraped.
+    pub jobs_in_state: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Metrics> {
+        let registry = Registry::new_custom(Some("ltv_tagger".into()), None)?;
+        let webhooks_received = IntCounterVec::new(
+            Opts::new(
+                "webhooks_received_total",
+                "Webhook requests by source and outcome",
+            ),
+            &["source", "outcome"],
+        )?;
+        let jobs = IntCounterVec::new(
+            Opts::new("jobs_total", "Job attempts by outcome"),
+            &["outcome"],
+        )?;
+        let helpdesk_requests = IntCounterVec::new(
+            Opts::new(
+                "helpdesk_requests_total",
+                "Helpdesk API calls by helpdesk and status",
+            ),
+            &["helpdesk", "status"],
+        )?;
+        let order_lookup_seconds = Histogram::with_opts(
+            HistogramOpts::new("order_lookup_seconds", "Order database query latency").buckets(
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+        )?;
+        let jobs_in_state = IntGaugeVec::new(
+            Opts::new("jobs", "Jobs in the state DB by state"),
+            &["state"],
+        )?;
+        registry.register(Box::new(webhooks_received.clone()))?;
+        registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(helpdesk_requests.clone()))?;
+        registry.register(Box::new(order_lookup_seconds.clone()))?;
+        registry.register(Box::new(jobs_in_state.clone()))?;
+        Ok(Metrics {
+            registry,
+            webhooks_received,
+            jobs,
+            helpdesk_requests,
+            order_lookup_seconds,
+            jobs_in_state,
+        })
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            return format!("# encode error: {e}\n");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
