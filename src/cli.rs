@@ -20,41 +20,29 @@ use crate::store::{now_ms, StateStore};
     about = "Tags helpdesk tickets with VIP / dispute tags from your order database"
 )]
 pub struct Cli {
+    /// TOML file layered over the built-in defaults (env LTV_TAGGER__SECTION__KEY overrides both)
+    #[arg(long, short = 'c', env = "LTV_TAGGER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ConfigArg {
-    /// TOML file layered over the built-in defaults (env LTV_TAGGER__SECTION__KEY overrides both)
-    #[arg(long, short = 'c', env = "LTV_TAGGER_CONFIG")]
-    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server and the workers
-    Serve(ConfigArg),
+    Serve,
     /// Apply the state DB migrations and exit
-    Migrate(ConfigArg),
+    Migrate,
     /// Validate the configuration and print it with secrets redacted
     CheckConfig {
-        #[command(flatten)]
-        config: ConfigArg,
         /// Also connect to the order DB and run the query once for a dummy address
         #[arg(long)]
         query: bool,
     },
     /// Show what the service would decide for a customer (LTV, disputes, tags), writing nothing
-    Explain {
-        #[command(flatten)]
-        config: ConfigArg,
-        email: String,
-    },
+    Explain { email: String },
     /// Inspect and retry jobs (dead letters included)
     Jobs {
-        #[command(flatten)]
-        config: ConfigArg,
         #[command(subcommand)]
         action: JobsAction,
     },
@@ -94,22 +82,23 @@ pub enum JobsAction {
 
 /// Exit codes: 0 success, 1 failure at run time, 2 invalid configuration.
 pub async fn run(cli: Cli) -> ExitCode {
+    let file = cli.config;
     match cli.command {
         Command::Healthcheck { url, timeout } => healthcheck(&url, timeout).await,
         Command::Demo { keep_serving } => {
             crate::telemetry::init("pretty", "warn");
             report(crate::demo::run(keep_serving).await)
         }
-        Command::CheckConfig { config, query } => check_config(config.config, query).await,
-        Command::Serve(c) => {
-            with_settings(c.config, |s| async move {
+        Command::CheckConfig { query } => check_config(file, query).await,
+        Command::Serve => {
+            with_settings(file, |s| async move {
                 let app = Application::build(s).await?;
                 app.run_until_stopped().await
             })
             .await
         }
-        Command::Migrate(c) => {
-            with_settings(c.config, |s| async move {
+        Command::Migrate => {
+            with_settings(file, |s| async move {
                 let store = StateStore::connect_lazy(&s.state)?;
                 store.migrate().await?;
                 println!("state DB migrated");
@@ -117,10 +106,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             })
             .await
         }
-        Command::Explain { config, email } => {
-            with_settings(config.config, |s| explain(s, email)).await
-        }
-        Command::Jobs { config, action } => with_settings(config.config, |s| jobs(s, action)).await,
+        Command::Explain { email } => with_settings(file, |s| explain(s, email)).await,
+        Command::Jobs { action } => with_settings(file, |s| jobs(s, action)).await,
     }
 }
 

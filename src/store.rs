@@ -299,10 +299,16 @@ impl StateStore {
         let sql = format!(
             "update job set state = 'running', lease_owner = $1, lease_until = $2,
                             attempts = attempts + 1, updated_at = $3
-             where id in (select id from job
-                          where (state = 'queued' and run_at <= $3)
-                             or (state = 'running' and lease_until < $3)
-                          order by run_at, id limit $4 {lock})
+             where id in (select id from job j
+                          where ((j.state = 'queued' and j.run_at <= $3)
+                                 or (j.state = 'running' and j.lease_until < $3))
+                            -- one ticket at a time: its later events wait, coalesced, for the
+                            -- running job to finish (one lookup and one write for all of them)
+                            and not exists (select 1 from job r
+                                            where r.source = j.source and r.ticket_id = j.ticket_id
+                                              and r.state = 'running' and r.lease_until >= $3
+                                              and r.id <> j.id)
+                          order by j.run_at, j.id limit $4 {lock})
              returning id, source, ticket_id, requester_email, requester_id, ticket_tags,
                        event_count, attempts, created_at"
         );

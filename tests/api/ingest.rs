@@ -1,0 +1,312 @@
+//! The ingest edge: every bad input gets its status and a clear error, and changes nothing.
+
+use std::time::Duration;
+
+use ltv_tagger::webhooks::zendesk;
+
+use crate::helpers::{
+    gorgias_body, now_ts, spawn_app, trigger_body, AppOptions, TestApp, GORGIAS_TOKEN,
+    ZENDESK_SECRET,
+};
+
+async fn post_raw(
+    app: &TestApp,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let mut req = app
+        .http
+        .post(format!("{}/webhooks/zendesk", app.base))
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+fn signed(body: &[u8], ts: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "X-Zendesk-Webhook-Signature",
+            zendesk::sign(ZENDESK_SECRET, ts, body),
+        ),
+        ("X-Zendesk-Webhook-Signature-Timestamp", ts.to_string()),
+    ]
+}
+
+async fn assert_nothing_stored(app: &TestApp) {
+    assert_eq!(app.count("inbox").await, 0, "inbox rows");
+    assert_eq!(app.count("job").await, 0, "jobs");
+    assert!(
+        app.fake.requests().is_empty(),
+        "helpdesk calls: {:?}",
+        app.fake.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_stale_timestamps_and_bad_bodies_are_refused_and_change_nothing() {
+    let app = spawn_app(AppOptions::default()).await;
+    let body = trigger_body(1, "gold@shop.test", "").into_bytes();
+    let ts = now_ts();
+    let stale = (chrono::Utc::now() - chrono::Duration::minutes(6))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let future = (chrono::Utc::now() + chrono::Duration::minutes(6))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut wrong_secret = signed(&body, &ts);
+    wrong_secret[0].1 = zendesk::sign("another-secret", &ts, &body);
+    let mut tampered = body.clone();
+    tampered[3] ^= 1;
+
+    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16, &str)> = vec![
+        (
+            "no headers",
+            vec![],
+            body.clone(),
+            401,
+            "missing X-Zendesk-Webhook-Signature",
+        ),
+        (
+            "wrong secret",
+            wrong_secret,
+            body.clone(),
+            401,
+            "signature does not match",
+        ),
+        (
+            "tampered body",
+            signed(&body, &ts),
+            tampered,
+            401,
+            "signature does not match",
+        ),
+        (
+            "stale timestamp",
+            signed(&body, &stale),
+            body.clone(),
+            401,
+            "replay window",
+        ),
+        (
+            "future timestamp",
+            signed(&body, &future),
+            body.clone(),
+            401,
+            "replay window",
+        ),
+        (
+            "not base64",
+            vec![
+                ("X-Zendesk-Webhook-Signature", "%%%".into()),
+                ("X-Zendesk-Webhook-Signature-Timestamp", ts.clone()),
+            ],
+            body.clone(),
+            401,
+            "not base64",
+        ),
+        (
+            "malformed JSON",
+            signed(b"{\"ticket_id\": ", &ts),
+            b"{\"ticket_id\": ".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "no ticket id",
+            signed(b"{\"requester_email\": \"a@b.c\"}", &ts),
+            b"{\"requester_email\": \"a@b.c\"}".to_vec(),
+            400,
+            "ticket_id is missing",
+        ),
+        (
+            "bad ticket id",
+            signed(
+                b"{\"ticket_id\": \"abc\", \"requester_email\": \"a@b.c\"}",
+                &ts,
+            ),
+            b"{\"ticket_id\": \"abc\", \"requester_email\": \"a@b.c\"}".to_vec(),
+            400,
+            "positive integer",
+        ),
+    ];
+    for (name, headers, body, status, message) in cases {
+        let (got, json) = post_raw(&app, &headers, body).await;
+        assert_eq!(got, status, "{name}: {json}");
+        let error = json["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(message),
+            "{name}: error {error:?} should say {message:?}"
+        );
+    }
+    assert_nothing_stored(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_gets_413_before_it_is_read() {
+    let app = spawn_app(AppOptions {
+        tweak: Box::new(|r| r.server.max_body_bytes = 2048),
+        ..Default::default()
+    })
+    .await;
+    let pad = "x".repeat(4096);
+    let body = format!(
+        "{{\"ticket_id\": \"1\", \"requester_email\": \"gold@shop.test\", \"pad\": \"{pad}\"}}"
+    )
+    .into_bytes();
+    let (status, json) = post_raw(&app, &signed(&body, &now_ts()), body.clone()).await;
+    assert_eq!(status, 413, "{json}");
+    assert!(json["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("max_body_bytes"));
+    // Same through Gorgias, streamed without a Content-Length.
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(body.clone())]);
+    let res = app
+        .http
+        .post(format!("{}/webhooks/gorgias", app.base))
+        .header("X-Webhook-Token", GORGIAS_TOKEN)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status().as_u16(), 413);
+    assert_nothing_stored(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gorgias_requests_need_the_shared_token() {
+    let app = spawn_app(AppOptions::default()).await;
+    let body = gorgias_body(7, "gold@shop.test");
+    for token in [None, Some("wrong"), Some("")] {
+        let res = app.post_gorgias(&body, token).await;
+        assert_eq!(res.status().as_u16(), 401, "{token:?}");
+    }
+    let res = app
+        .post_gorgias("{\"customer_email\": \"a@b.c\"}", Some(GORGIAS_TOKEN))
+        .await;
+    assert_eq!(res.status().as_u16(), 400);
+    assert_nothing_stored(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helpdesk_that_is_not_configured_answers_404() {
+    let app = spawn_app(AppOptions {
+        gorgias: false,
+        ..Default::default()
+    })
+    .await;
+    let res = app
+        .post_gorgias(&gorgias_body(7, "gold@shop.test"), Some(GORGIAS_TOKEN))
+        .await;
+    assert_eq!(res.status().as_u16(), 404);
+    assert_nothing_stored(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_state_db_answers_503_with_retry_after() {
+    let app = spawn_app(AppOptions::default()).await;
+    // Point a second app at a PostgreSQL that is not there; it must start and refuse politely.
+    let mut raw = app.raw.clone();
+    raw.state.url = "postgres://postgres@127.0.0.1:1/nothing".into();
+    raw.state.migrate_on_start = false;
+    raw.state.connect_timeout = Duration::from_millis(500);
+    let broken = ltv_tagger::startup::Application::build(raw.validate().expect("valid"))
+        .await
+        .expect("builds");
+    let port = broken.port();
+    let stop = broken.shutdown_token();
+    let task = tokio::spawn(broken.run_until_stopped());
+    let body = trigger_body(1, "gold@shop.test", "");
+    let res = crate::helpers::post_zendesk_to(
+        &app.http,
+        &format!("http://127.0.0.1:{port}"),
+        &body,
+        None,
+    )
+    .await
+    .expect("request");
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let ready = app
+        .http
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    let json: serde_json::Value = ready.json().await.expect("json");
+    assert!(
+        json["state_db"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("down"),
+        "{json}"
+    );
+    assert_eq!(json["order_db"], "ok");
+    stop.cancel();
+    let _ = task.await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_report_what_happened() {
+    let app = spawn_app(AppOptions::default()).await;
+    assert_eq!(
+        app.http
+            .get(format!("{}/livez", app.base))
+            .send()
+            .await
+            .expect("livez")
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        app.http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .expect("readyz")
+            .status()
+            .as_u16(),
+        200
+    );
+    app.post_zendesk(&trigger_body(3, "gold@shop.test", ""), None)
+        .await;
+    app.post_gorgias(&gorgias_body(4, "gold@shop.test"), Some("bad"))
+        .await;
+    app.wait_for_audit(ltv_tagger::domain::Source::Zendesk, 3, 1)
+        .await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "ltv_tagger_webhooks_received_total{outcome=\"accepted\",source=\"zendesk\"} 1",
+        "ltv_tagger_webhooks_received_total{outcome=\"unauthorized\",source=\"gorgias\"} 1",
+        "ltv_tagger_jobs_total{outcome=\"tagged\"} 1",
+        "ltv_tagger_helpdesk_requests_total{helpdesk=\"zendesk\",status=\"200\"} 1",
+        "ltv_tagger_order_lookup_seconds_count 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    app.stop().await;
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, the real server on random ports, real databases, fake helpdesks.
+
+mod helpers;
+mod support;
+
+mod ingest;
+mod process;
+mod tagging;

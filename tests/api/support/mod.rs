@@ -1,0 +1,1 @@
+pub mod tcp_proxy;
