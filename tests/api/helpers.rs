@@ -71,7 +71,7 @@ pub const SHOP: &[(&str, &[Purchase], u32)] = &[
 pub enum Db {
     Sqlite,
     Postgres,
-    MariaDb,
+    Mariadb,
 }
 
 /// A database created for one test.
@@ -115,7 +115,7 @@ impl TestDb {
                     _dir: None,
                 }
             }
-            Db::MariaDb => {
+            Db::Mariadb => {
                 let mut c = sqlx::MySqlConnection::connect(MARIADB_ADMIN)
                     .await
                     .expect("MariaDB at 127.0.0.1:3306");
@@ -161,7 +161,7 @@ impl TestDb {
                         .unwrap_or_else(|e| panic!("{s}: {e}"));
                 }
             }
-            Db::MariaDb => {
+            Db::Mariadb => {
                 let mut c = sqlx::MySqlConnection::connect(&self.url)
                     .await
                     .expect("mariadb");
@@ -188,7 +188,7 @@ impl TestDb {
                     .await;
                 }
             }
-            Db::MariaDb => {
+            Db::Mariadb => {
                 if let Ok(mut c) = sqlx::MySqlConnection::connect(MARIADB_ADMIN).await {
                     let _ = sqlx::query(&format!("drop database if exists {}", self.name))
                         .execute(&mut c)

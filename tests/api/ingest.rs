@@ -62,7 +62,8 @@ async fn bad_signatures_stale_timestamps_and_bad_bodies_are_refused_and_change_n
     let mut tampered = body.clone();
     tampered[3] ^= 1;
 
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "no headers",
             vec![],

@@ -8,7 +8,14 @@ use ltv_tagger::domain::Source;
 use crate::helpers::{gorgias_body, spawn_app, trigger_body, AppOptions, Db, GORGIAS_TOKEN};
 
 /// (ticket, email as the helpdesk sends it, expected tags, expected outcome, expected LTV)
-const CASES: &[(u64, &str, &[&str], &str, Option<&str>)] = &[
+type Case = (
+    u64,
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    Option<&'static str>,
+);
+const CASES: &[Case] = &[
     (1, "gold@shop.test", &["vip-gold"], "tagged", Some("2500")),
     (2, "almost@shop.test", &["vip"], "tagged", Some("2499.5")),
     (3, "pending@shop.test", &["vip"], "tagged", Some("600")),
@@ -96,7 +103,7 @@ async fn tags_follow_ltv_net_of_refunds_and_disputes_with_a_postgres_order_db() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_follow_ltv_net_of_refunds_and_disputes_with_a_mariadb_order_db() {
-    tiers_refunds_disputes_and_unknowns_on(Db::MariaDb, Db::Sqlite).await;
+    tiers_refunds_disputes_and_unknowns_on(Db::Mariadb, Db::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
