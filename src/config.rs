@@ -53,6 +53,8 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     pub log_format: String,
     pub log_level: String,
 }
@@ -60,7 +62,11 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSettings {
+    #[serde(serialize_with = "redact_url")]
     pub url: String,
+    /// Read `url` from this file instead (it may hold a password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
     pub migrate_on_start: bool,
     pub max_connections: u32,
     #[serde(with = "humantime_serde")]
@@ -92,6 +98,9 @@ pub struct WorkerSettings {
 pub struct OrdersSettings {
     #[serde(serialize_with = "redact_url")]
     pub url: String,
+    /// Read `url` from this file instead (it may hold a password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
     pub query: String,
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
@@ -234,7 +243,25 @@ impl RawSettings {
     /// Checks every key and resolves `*_file` secrets. Reports all problems at once.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let mut errs = Vec::new();
-        let s = &self.server;
+        // `*.url_file` replaces `*.url`: resolve them first, then check the result.
+        let mut resolved = self.clone();
+        for (section, url, file) in [
+            ("state", &mut resolved.state.url, &self.state.url_file),
+            ("orders", &mut resolved.orders.url, &self.orders.url_file),
+        ] {
+            if let Some(path) = file {
+                match std::fs::read_to_string(path) {
+                    Ok(u) if !u.trim().is_empty() => *url = u.trim().to_string(),
+                    Ok(_) => errs.push(format!("{section}.url_file: {} is empty", path.display())),
+                    Err(e) => errs.push(format!(
+                        "{section}.url_file: cannot read {}: {e}",
+                        path.display()
+                    )),
+                }
+            }
+        }
+        let this = &resolved;
+        let s = &this.server;
         if s.bind.parse::<std::net::SocketAddr>().is_err()
             && !s
                 .bind
@@ -268,7 +295,7 @@ impl RawSettings {
             ));
         }
 
-        let st = &self.state;
+        let st = &this.state;
         if !(st.url.starts_with("sqlite:")
             || st.url.starts_with("postgres://")
             || st.url.starts_with("postgresql://"))
@@ -285,7 +312,7 @@ impl RawSettings {
             errs.push("state.connect_timeout: must be more than 0s".into());
         }
 
-        let w = &self.worker;
+        let w = &this.worker;
         if !(1..=256).contains(&w.concurrency) {
             errs.push("worker.concurrency: must be between 1 and 256".into());
         }
@@ -304,13 +331,13 @@ impl RawSettings {
             errs.push("worker.retry_horizon: must be at least worker.retry_base".into());
         }
 
-        let o = &self.orders;
+        let o = &this.orders;
         if o.url.trim().is_empty() {
             errs.push(
                 "orders.url: required: the shop's order database (postgres://, mysql:// or sqlite://)"
                     .into(),
             );
-        } else if let Err(e) = crate::orders::OrderDb::check_options(&self.orders_options()) {
+        } else if let Err(e) = crate::orders::OrderDb::check_options(&this.orders_options()) {
             errs.push(e.to_string());
         }
         if o.max_connections == 0 {
@@ -320,15 +347,15 @@ impl RawSettings {
             errs.push("orders.query_timeout: must be more than 0s".into());
         }
 
-        let policy = match self.policy.validate() {
+        let policy = match this.policy.validate() {
             Ok(p) => Some(p),
             Err(mut e) => {
                 errs.append(&mut e);
                 None
             }
         };
-        let zendesk = self.zendesk.validate(&mut errs);
-        let gorgias = self.gorgias.validate(&mut errs);
+        let zendesk = this.zendesk.validate(&mut errs);
+        let gorgias = this.gorgias.validate(&mut errs);
         if zendesk.is_none() && gorgias.is_none() && errs.is_empty() {
             errs.push(
                 "zendesk.subdomain / gorgias.domain: no helpdesk is configured; set at least one"
@@ -338,10 +365,10 @@ impl RawSettings {
 
         match policy {
             Some(policy) if errs.is_empty() => Ok(Settings {
-                server: self.server.clone(),
-                state: self.state.clone(),
-                worker: self.worker.clone(),
-                orders: self.orders.clone(),
+                server: this.server.clone(),
+                state: this.state.clone(),
+                worker: this.worker.clone(),
+                orders: this.orders.clone(),
                 policy,
                 zendesk,
                 gorgias,
@@ -794,6 +821,26 @@ webhook_secret = "whsec-456"
             !shown.contains("file-token-789") && !shown.contains("whsec-456"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn database_urls_can_come_from_files_and_are_redacted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("orders_url");
+        std::fs::write(&f, "postgres://reader:pw-from-file@db/shop\n").expect("write");
+        let toml = format!(
+            "{}\norders.url_file = {:?}\n",
+            MINIMAL.replace("url = \"sqlite://shop.db\"", ""),
+            f.display().to_string()
+        );
+        let toml = toml.replace("[orders]\n\n", "").replace("\norders.url_file", "\n[orders]\nurl_file");
+        let raw = raw(&toml).expect("load");
+        let s = raw.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.orders.url, "postgres://reader:pw-from-file@db/shop");
+        assert!(!raw.to_redacted_toml().contains("pw-from-file"));
+        let missing = toml.replace(&f.display().to_string(), "/nonexistent/url");
+        let errs = errors_of(&missing);
+        assert!(errs.iter().any(|e| e.starts_with("orders.url_file: cannot read")), "{errs:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! workers. `Application::build` binds the listener (port 0 allowed) so tests start the real thing.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     pub dedupe_window: Duration,
     pub wake_workers: Arc<Notify>,
+    /// Set on SIGTERM: `/readyz` fails so load balancers stop sending, while ingest still works.
+    pub draining: Arc<AtomicBool>,
 }
 
 pub struct Application {
@@ -40,6 +43,8 @@ pub struct Application {
     worker: Arc<WorkerContext>,
     shutdown: CancellationToken,
     grace: Duration,
+    drain_delay: Duration,
+    draining: Arc<AtomicBool>,
     retention: Duration,
 }
 
@@ -67,6 +72,7 @@ impl Application {
             .map(|g| GorgiasClient::new(g, store.clone(), metrics.clone()))
             .transpose()?;
         let wake = Arc::new(Notify::new());
+        let draining = Arc::new(AtomicBool::new(false));
 
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -84,6 +90,7 @@ impl Application {
             body_timeout: settings.server.request_timeout,
             dedupe_window: settings.state.dedupe_window,
             wake_workers: wake.clone(),
+            draining: draining.clone(),
         });
 
         let listener = TcpListener::bind(&settings.server.bind)
@@ -135,6 +142,8 @@ impl Application {
             worker,
             shutdown: CancellationToken::new(),
             grace,
+            drain_delay: settings.server.drain_delay,
+            draining,
             retention: settings.state.retention,
         })
     }
@@ -166,6 +175,11 @@ impl Application {
         tracing::info!(port = self.port, "ltv-tagger serving");
 
         wait_for_stop(&self.shutdown).await;
+        if !self.drain_delay.is_zero() {
+            tracing::info!(drain_delay = ?self.drain_delay, "draining: /readyz fails, requests still accepted");
+            self.draining.store(true, Ordering::SeqCst);
+            tokio::time::sleep(self.drain_delay).await;
+        }
         tracing::info!(grace = ?self.grace, "shutting down: no new requests");
         self.shutdown.cancel();
         handle.stop(true).await;
@@ -215,14 +229,34 @@ async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "up" }))
 }
 
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (st, orders) = tokio::join!(state.store.check_ready(), state.orders.ping());
+#[derive(serde::Deserialize)]
+struct ReadyQuery {
+    /// `ingest`: only what accepting webhooks needs (the state DB).
+    scope: Option<String>,
+}
+
+/// `/readyz`: state DB reachable and migrated, order DB reachable. `?scope=ingest` skips the
+/// order DB: webhooks are still accepted (and queued) while the shop's database is down.
+async fn readyz(state: web::Data<AppState>, q: web::Query<ReadyQuery>) -> HttpResponse {
     let show = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_string(),
         Err(e) => format!("down: {e}"),
     };
-    let orders = orders.map_err(|e| e.to_string());
-    let body = json!({ "state_db": show(&st), "order_db": show(&orders) });
+    if state.draining.load(Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" }));
+    }
+    let ingest_only = q.scope.as_deref() == Some("ingest");
+    let (st, orders) = if ingest_only {
+        (state.store.check_ready().await, Ok(()))
+    } else {
+        let (st, orders) = tokio::join!(state.store.check_ready(), state.orders.ping());
+        (st, orders.map_err(|e| e.to_string()))
+    };
+    let body = if ingest_only {
+        json!({ "state_db": show(&st) })
+    } else {
+        json!({ "state_db": show(&st), "order_db": show(&orders) })
+    };
     if st.is_ok() && orders.is_ok() {
         HttpResponse::Ok().json(body)
     } else {
