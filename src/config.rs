@@ -230,7 +230,7 @@ impl RawSettings {
             config::Environment::with_prefix(env_prefix)
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(false),
         );
         let merged = builder
             .build()
@@ -833,14 +833,47 @@ webhook_secret = "whsec-456"
             MINIMAL.replace("url = \"sqlite://shop.db\"", ""),
             f.display().to_string()
         );
-        let toml = toml.replace("[orders]\n\n", "").replace("\norders.url_file", "\n[orders]\nurl_file");
+        let toml = toml
+            .replace("[orders]\n\n", "")
+            .replace("\norders.url_file", "\n[orders]\nurl_file");
         let raw = raw(&toml).expect("load");
         let s = raw.validate().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.orders.url, "postgres://reader:pw-from-file@db/shop");
         assert!(!raw.to_redacted_toml().contains("pw-from-file"));
         let missing = toml.replace(&f.display().to_string(), "/nonexistent/url");
         let errs = errors_of(&missing);
-        assert!(errs.iter().any(|e| e.starts_with("orders.url_file: cannot read")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("orders.url_file: cannot read")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_keep_secrets_verbatim_and_parse_numbers() {
+        // A prefix of its own, so no other test sees these variables.
+        let vars = [
+            ("LTV_TAGGER_UT_ENV__ORDERS__URL", "sqlite://shop.db"),
+            ("LTV_TAGGER_UT_ENV__ZENDESK__SUBDOMAIN", "acme"),
+            ("LTV_TAGGER_UT_ENV__ZENDESK__EMAIL", "agent@acme.com"),
+            ("LTV_TAGGER_UT_ENV__ZENDESK__API_TOKEN", "0123"),
+            ("LTV_TAGGER_UT_ENV__ZENDESK__WEBHOOK_SECRET", "1e5"),
+            ("LTV_TAGGER_UT_ENV__ZENDESK__REQUESTS_PER_MINUTE", "700"),
+            ("LTV_TAGGER_UT_ENV__SERVER__DRAIN_DELAY", "5s"),
+        ];
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        let s = RawSettings::load(None, "LTV_TAGGER_UT_ENV").and_then(|r| r.validate());
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+        let s = s.unwrap_or_else(|e| panic!("{e}"));
+        let z = s.zendesk.expect("zendesk");
+        assert_eq!(z.api_token.expose_secret(), "0123");
+        assert_eq!(z.webhook_secret.expose_secret(), "1e5");
+        assert_eq!(z.requests_per_minute, 700);
+        assert_eq!(s.server.drain_delay, Duration::from_secs(5));
     }
 
     #[test]
