@@ -5,6 +5,7 @@
 pub mod gorgias;
 pub mod zendesk;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -41,6 +42,9 @@ pub struct RateBudget {
     account: String,
     capacity: f64,
     per_ms: f64,
+    /// One waiter per process polls the shared bucket; the others queue here in order, so a
+    /// refill wakes one query per replica rather than one per worker.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RateBudget {
@@ -50,6 +54,7 @@ impl RateBudget {
             account,
             capacity: capacity.max(1.0),
             per_ms,
+            turn: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -76,6 +81,7 @@ impl RateBudget {
     }
 
     pub async fn acquire(&self) -> Result<(), HelpdeskError> {
+        let _turn = self.turn.lock().await;
         loop {
             let grant = self
                 .store
