@@ -320,7 +320,13 @@ async fn process(ctx: &WorkerContext, job: &Job) -> Attempt {
     // 2. What is the customer worth?
     let stats = match ctx.orders.lookup(email.as_str()).await {
         Ok(Some(s)) => s,
-        Ok(None) => return done(audit, "unknown_customer", None),
+        Ok(None) => {
+            // No row: LTV counts as 0 and nothing is tagged (whatever the lowest tier says).
+            audit.ltv = Some("0".into());
+            audit.orders = Some(0);
+            audit.disputes = Some(0);
+            return done(audit, "unknown_customer", None);
+        }
         Err(e) => {
             return Attempt::Transient {
                 error: format!("order DB: {e}"),

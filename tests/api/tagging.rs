@@ -34,7 +34,7 @@ const CASES: &[Case] = &[
         "tagged",
         Some("700"),
     ),
-    (7, "nobody@shop.test", &[], "unknown_customer", None),
+    (7, "nobody@shop.test", &[], "unknown_customer", Some("0")),
 ];
 
 async fn tiers_refunds_disputes_and_unknowns_on(orders: Db, state: Db) {
