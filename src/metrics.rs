@@ -9,7 +9,7 @@ pub struct Metrics {
     registry: Registry,
     /// `source` (zendesk|gorgias) × `outcome` (accepted|unauthorized|bad_request|too_large|…).
     pub webhooks_received: IntCounterVec,
-    /// `outcome` (tagged|already_tagged|no_tags|unknown_customer|no_email|rejected|dead|retry|merged…).
+    /// `outcome`: tagged, already_tagged, no_tags, unknown_customer, no_email, rejected, failed, dead, retry.
     pub jobs: IntCounterVec,
     /// `helpdesk` × `status` (HTTP status, or timeout|error).
     pub helpdesk_requests: IntCounterVec,
