@@ -1,12 +1,11 @@
 //! Gorgias REST API: read a customer's email, add tags to a ticket.
 
-use base64::Engine;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Value};
+use secrecy::ExposeSecret;
+use serde_json::json;
 
-use super::{ApiClient, HelpdeskError, RateBudget};
+use super::{basic_auth, email_at, numeric_id, ApiClient, HelpdeskError, RateBudget};
 use crate::config::GorgiasSettings;
 use crate::domain::{Source, Tag, TicketId};
 use crate::metrics::Metrics;
@@ -31,10 +30,10 @@ impl GorgiasClient {
         metrics: Metrics,
     ) -> anyhow::Result<GorgiasClient> {
         // Basic base64("{email}:{api_key}")
-        let credentials = format!("{}:{}", settings.email, settings.api_key.expose_secret());
-        let authorization = SecretString::from(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(credentials)
+        let authorization = basic_auth(&format!(
+            "{}:{}",
+            settings.email,
+            settings.api_key.expose_secret()
         ));
         let budget = RateBudget::gorgias(
             store,
@@ -57,20 +56,12 @@ impl GorgiasClient {
 
     /// `GET /api/customers/{id}` → `email`.
     pub async fn customer_email(&self, customer_id: &str) -> Result<Option<String>, HelpdeskError> {
-        if !customer_id.bytes().all(|b| b.is_ascii_digit()) || customer_id.is_empty() {
-            return Err(HelpdeskError::Rejected {
-                status: 400,
-                reason: format!("customer id {customer_id:?} is not a Gorgias customer id"),
-            });
-        }
+        let id = numeric_id(customer_id, "Gorgias customer")?;
         let v = self
             .api
-            .send(Method::GET, &format!("/api/customers/{customer_id}"), None)
+            .send(Method::GET, &format!("/api/customers/{id}"), None)
             .await?;
-        Ok(v.get("email")
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .map(str::to_string))
+        Ok(email_at(&v, "/email"))
     }
 
     /// `POST /api/tickets/{id}/tags` with `{"names": […]}` adds tags (`PUT` would replace them).

@@ -223,6 +223,35 @@ impl ApiClient {
     }
 }
 
+/// `Authorization: Basic base64(credentials)`, kept secret.
+pub(crate) fn basic_auth(credentials: &str) -> SecretString {
+    use base64::Engine;
+    SecretString::from(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    ))
+}
+
+/// A user/customer id from a webhook, checked before it goes into a URL path.
+pub(crate) fn numeric_id<'a>(id: &'a str, what: &str) -> Result<&'a str, HelpdeskError> {
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(HelpdeskError::Rejected {
+            status: 400,
+            reason: format!("{id:?} is not a {what} id"),
+        })
+    }
+}
+
+/// The non-empty string at `pointer` in an API answer.
+pub(crate) fn email_at(v: &Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
+}
+
 /// `Retry-After` in seconds (integer or decimal); HTTP dates are rare on these APIs and ignored.
 fn parse_retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h

@@ -1,12 +1,11 @@
 //! Zendesk Support API: read a requester's email, add tags to a ticket.
 
-use base64::Engine;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use super::{ApiClient, HelpdeskError, RateBudget};
+use super::{basic_auth, email_at, numeric_id, ApiClient, HelpdeskError, RateBudget};
 use crate::config::ZendeskSettings;
 use crate::domain::{Source, Tag, TicketId};
 use crate::metrics::Metrics;
@@ -33,14 +32,10 @@ impl ZendeskClient {
         metrics: Metrics,
     ) -> anyhow::Result<ZendeskClient> {
         // Basic base64("{email}/token:{api_token}")
-        let credentials = format!(
+        let authorization = basic_auth(&format!(
             "{}/token:{}",
             settings.email,
             settings.api_token.expose_secret()
-        );
-        let authorization = SecretString::from(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(credentials)
         ));
         let budget = RateBudget::zendesk(
             store,
@@ -62,20 +57,12 @@ impl ZendeskClient {
 
     /// `GET /api/v2/users/{id}` → `user.email` (None when the user has no email).
     pub async fn user_email(&self, user_id: &str) -> Result<Option<String>, HelpdeskError> {
-        if !user_id.bytes().all(|b| b.is_ascii_digit()) || user_id.is_empty() {
-            return Err(HelpdeskError::Rejected {
-                status: 400,
-                reason: format!("requester id {user_id:?} is not a Zendesk user id"),
-            });
-        }
+        let id = numeric_id(user_id, "Zendesk user")?;
         let v = self
             .api
-            .send(Method::GET, &format!("/api/v2/users/{user_id}"), None)
+            .send(Method::GET, &format!("/api/v2/users/{id}"), None)
             .await?;
-        Ok(v.pointer("/user/email")
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .map(str::to_string))
+        Ok(email_at(&v, "/user/email"))
     }
 
     /// `PUT /api/v2/tickets/{id}/tags` adds tags and keeps the others (`POST` would replace them
