@@ -4,13 +4,16 @@
 #
 #   docker build -t ltv-tagger:0.1.0 --build-arg VERSION=0.1.0 .
 #   docker run -d --name ltv-tagger -p 127.0.0.1:8080:8080 --read-only --tmpfs /tmp --stop-timeout 30 \
-#     -e LTV_TAGGER__ORDERS__URL=postgres://reader:…@shop-db/shop \
+#     -e LTV_TAGGER__ORDERS__URL_FILE=/run/secrets/orders_url \
 #     -e LTV_TAGGER__ZENDESK__SUBDOMAIN=acme -e LTV_TAGGER__ZENDESK__EMAIL=agent@acme.com \
 #     -e LTV_TAGGER__ZENDESK__API_TOKEN_FILE=/run/secrets/zendesk_api_token \
 #     -e LTV_TAGGER__ZENDESK__WEBHOOK_SECRET_FILE=/run/secrets/zendesk_webhook_secret \
 #     -v "$PWD/secrets:/run/secrets:ro" -v ltv-tagger-data:/data ltv-tagger:0.1.0
 #
-# --stop-timeout 30: Docker's default (10 s) is shorter than server.shutdown_grace (20 s).
+# ./secrets holds one file per secret: orders_url (the order DB URL, password included),
+# zendesk_api_token, zendesk_webhook_secret; readable by uid 65532.
+# --stop-timeout 30: Docker's default (10 s) is shorter than server.drain_delay + server.shutdown_grace
+# (0 s + 20 s by default).
 #
 # The image starts with environment variables alone: the defaults are compiled into the binary and
 # the default command is plain `serve`. To use a config file, mount it and pass it explicitly, e.g.
@@ -21,7 +24,8 @@
 # directory, which is `/`, so the SQLite file lands in the /data volume (owned by the runtime user).
 # We deliberately do NOT set LTV_TAGGER__STATE__URL here: environment variables beat the --config file,
 # so an image-level value would silently override a `state.url` written in a mounted config file.
-# For several replicas use PostgreSQL: LTV_TAGGER__STATE__URL=postgres://…
+# For several replicas use PostgreSQL: a file holding postgres://… named by LTV_TAGGER__STATE__URL_FILE
+# (database URLs carry passwords: keep them out of the environment, like the other secrets).
 
 ARG RUST_VERSION=1
 

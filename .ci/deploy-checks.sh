@@ -12,8 +12,10 @@
 #      `systemd-analyze security --offline`.
 #   5. Consistency with the binary's config contract (config/default.toml): every key in
 #      deploy/k8s/config.toml and every LTV_TAGGER__… variable in deploy/ and the Dockerfile names a real
-#      key; every stop timeout exceeds server.shutdown_grace; Secret keys referenced exist in the example;
-#      the default SQLite path the image and unit rely on; image tags match the crate version.
+#      key; no database URL or secret is passed as a plain environment value; every stop timeout exceeds
+#      server.drain_delay + server.shutdown_grace; the readiness probe is /readyz?scope=ingest; Secret keys
+#      referenced exist in the example; the default SQLite path the image and unit rely on; image tags
+#      match the crate version.
 #
 # Tools: Python ones go to a venv under ${XDG_CACHE_HOME:-$HOME/.cache}/ltv-tagger-ci (pinned, reused).
 # kustomize: a `kustomize` binary, else `kubectl kustomize` (the machine image ships kubectl), else the
@@ -37,10 +39,9 @@ SYSTEMD_MAX_EXPOSURE=2.0
 #   CKV_K8S_43 "Image should use digest": the base pins an immutable release tag (0.1.0, never latest);
 #     a digest is only known once the image is pushed, so a release overlay sets it with
 #     `kustomize edit set image ghcr.io/ltv-tagger/ltv-tagger@sha256:…`.
-#   CKV_K8S_35 "Prefer secrets as files over environment variables": the helpdesk secrets ARE files
-#     (*_FILE under /run/secrets); only the two database URLs (state.url, orders.url) come from the Secret
-#     as env vars, because the binary has no *_file variant for them.
-CHECKOV_SKIP="CKV_K8S_43,CKV_K8S_35"
+# (CKV_K8S_35 "Prefer secrets as files over environment variables" is no longer skipped: every secret,
+# the database URLs included, is a file under /run/secrets named by a LTV_TAGGER__…_FILE variable.)
+CHECKOV_SKIP="CKV_K8S_43"
 
 t0=$SECONDS
 step() { printf '\n==> %s\n' "$*"; }
@@ -139,10 +140,9 @@ BC_SKIP_MAPPING=TRUE "$VENV/bin/checkov" --quiet --compact --skip-download \
 
 # ----------------------------------------------------------------------------------------- compose
 step "${COMPOSE[*]} config (deploy/compose.yaml)"
-# Required interpolations get dummy values; the secret files need not exist for `config`.
-out=$(cd deploy && env LTV_TAGGER_STATE_DB_PASSWORD=ci-placeholder \
-        LTV_TAGGER_ORDERS_URL=postgres://reader@shop-db/shop \
-        "${COMPOSE[@]}" -p ltv-tagger -f compose.yaml config -q 2>&1) \
+# No interpolation is required (secrets, database URLs included, are files); the secret files need not
+# exist for `config`.
+out=$(cd deploy && "${COMPOSE[@]}" -p ltv-tagger -f compose.yaml config -q 2>&1) \
   || { printf '%s\n' "$out" >&2; die "compose config"; }
 [[ -z "$out" ]] || { printf '%s\n' "$out" >&2; die "compose config printed warnings"; }
 echo "  valid"
@@ -179,6 +179,9 @@ defaults = tomllib.loads((root / "config/default.toml").read_text())
 deploy_cfg = tomllib.loads((root / "deploy/k8s/config.toml").read_text())
 SECRETS = {("zendesk", "api_token"), ("zendesk", "webhook_secret"),
            ("gorgias", "api_key"), ("gorgias", "webhook_token")}
+# Keys that can also be read from a `<key>_file` (documented as comments in config/default.toml):
+# the secrets, and the database URLs, which carry passwords.
+FILE_KEYS = SECRETS | {("state", "url"), ("orders", "url")}
 
 def known(section, key):
     s = defaults.get(section)
@@ -186,7 +189,7 @@ def known(section, key):
         return False
     if key in s:
         return True
-    return key.endswith("_file") and (section, key[:-5]) in SECRETS
+    return key.endswith("_file") and (section, key[:-5]) in FILE_KEYS
 
 # 1. every key of the shared config file exists in the binary's documented defaults
 for section, table in deploy_cfg.items():
@@ -197,36 +200,66 @@ for section, table in deploy_cfg.items():
         if not known(section, key):
             errors.append(f"deploy/k8s/config.toml: [{section}] {key} is not a key of config/default.toml")
 
-# 2. every LTV_TAGGER__SECTION__KEY in the deployment files names a real key
+# 2. every LTV_TAGGER__SECTION__KEY in the deployment files names a real key, and none of them hands
+#    the service a secret or a database URL (it carries a password) as a plain value: those are
+#    files, named by the *_FILE variants. (Comments may show the plain forms.)
 files = [root / "Dockerfile", root / "deploy/compose.yaml", root / "deploy/systemd/ltv-tagger.service",
          *sorted((root / "deploy/k8s").glob("*.yaml"))]
 for f in files:
-    for m in re.finditer(r"\bLTV_TAGGER__([A-Z0-9_]+?)__([A-Z0-9_]+)\b", f.read_text()):
+    text = f.read_text()
+    for m in re.finditer(r"\bLTV_TAGGER__([A-Z0-9_]+?)__([A-Z0-9_]+)\b", text):
         section, key = m.group(1).lower(), m.group(2).lower()
         if not known(section, key):
             errors.append(f"{f.relative_to(root)}: {m.group(0)} names no key of config/default.toml")
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    for section, key in sorted(FILE_KEYS):
+        var = f"LTV_TAGGER__{section.upper()}__{key.upper()}"
+        if re.search(rf"\b{var}\b(?!_FILE)", code):
+            errors.append(f"{f.relative_to(root)}: {var} passes a secret as a value; use {var}_FILE")
 
-# 3. every stop timeout exceeds server.shutdown_grace
+# 3. every stop timeout exceeds server.drain_delay + server.shutdown_grace (from config.toml or the
+#    defaults, overridden by the deployment's own LTV_TAGGER__SERVER__… variables); the Kubernetes
+#    readiness probe checks only what ingest needs, so pods keep queueing while the order DB is down
 def seconds(text):
     total = 0.0
     for n, unit in re.findall(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)", str(text)):
         total += float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
     return total
 
-grace = seconds(deploy_cfg.get("server", {}).get("shutdown_grace", defaults["server"]["shutdown_grace"]))
+def server_key(key, env):
+    return seconds(env.get(f"LTV_TAGGER__SERVER__{key.upper()}",
+                           deploy_cfg.get("server", {}).get(key, defaults["server"][key])))
+
+def stop_needs(env):
+    """(seconds the service may take to stop, how that adds up)"""
+    drain, grace = server_key("drain_delay", env), server_key("shutdown_grace", env)
+    return drain + grace, f"server.drain_delay {drain:g}s + server.shutdown_grace {grace:g}s"
+
 docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
 for d in docs:
     if d["kind"] == "Deployment":
-        tgp = d["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
-        if tgp <= grace:
-            errors.append(f"Deployment terminationGracePeriodSeconds {tgp} <= server.shutdown_grace {grace:g}s")
+        pod = d["spec"]["template"]["spec"]
+        tgp = pod.get("terminationGracePeriodSeconds", 30)
+        for c in pod["containers"]:
+            env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+            need, how = stop_needs(env)
+            if tgp <= need:
+                errors.append(f"Deployment terminationGracePeriodSeconds {tgp} <= {how}")
+            path = (c.get("readinessProbe") or {}).get("httpGet", {}).get("path")
+            if path != "/readyz?scope=ingest":
+                errors.append(f"Deployment container {c['name']}: readinessProbe path {path!r}, "
+                              "want '/readyz?scope=ingest' (ready while the order DB is down)")
 compose = yaml.safe_load((root / "deploy/compose.yaml").read_text())
-sgp = seconds(compose["services"]["ltv-tagger"].get("stop_grace_period", "10s"))
-if sgp <= grace:
-    errors.append(f"compose stop_grace_period {sgp:g}s <= server.shutdown_grace {grace:g}s")
-m = re.search(r"^TimeoutStopSec=(.+)$", (root / "deploy/systemd/ltv-tagger.service").read_text(), re.M)
-if not m or seconds(m.group(1)) <= grace:
-    errors.append(f"systemd TimeoutStopSec must exceed server.shutdown_grace {grace:g}s")
+svc = compose["services"]["ltv-tagger"]
+need, how = stop_needs({k: str(v) for k, v in (svc.get("environment") or {}).items()})
+sgp = seconds(svc.get("stop_grace_period", "10s"))
+if sgp <= need:
+    errors.append(f"compose stop_grace_period {sgp:g}s <= {how}")
+unit_text = (root / "deploy/systemd/ltv-tagger.service").read_text()
+need, how = stop_needs(dict(re.findall(r"^Environment=(LTV_TAGGER__SERVER__[A-Z_]+)=(\S+)$", unit_text, re.M)))
+m = re.search(r"^TimeoutStopSec=(.+)$", unit_text, re.M)
+if not m or seconds(m.group(1)) <= need:
+    errors.append(f"systemd TimeoutStopSec must exceed {how}")
 
 # 4. Secret keys the pods reference exist in secret.example.yaml
 example = yaml.safe_load((root / "deploy/k8s/secret.example.yaml").read_text())
@@ -272,7 +305,8 @@ if f"LTV_TAGGER_VERSION:-{version}}}" not in (root / "deploy/compose.yaml").read
 if errors:
     print("\n".join("  " + e for e in errors), file=sys.stderr)
     sys.exit(1)
-print(f"  config keys, env vars, stop timeouts (> {grace:g}s), secret keys, state path, image tags {version}: consistent")
+print(f"  config keys, env vars, secrets as files, stop timeouts (> drain_delay + shutdown_grace), readiness "
+      f"probe, secret keys, state path, image tags {version}: consistent")
 PY
 
 printf '\ndeploy-checks: all passed in %ss\n' "$((SECONDS - t0))"

@@ -153,7 +153,11 @@ async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("{}", raw.to_redacted_toml());
+    // Show the URLs in effect (a `url_file` wins over `url`), passwords redacted.
+    let mut shown = raw.clone();
+    shown.state.url = settings.state.url.clone();
+    shown.orders.url = settings.orders.url.clone();
+    println!("{}", shown.to_redacted_toml());
     if query {
         let checked = async {
             let db = OrderDb::connect_lazy(&settings.orders_options())?;

@@ -521,7 +521,7 @@ fn base_url(
     let url = override_url.trim().trim_end_matches('/');
     if !url.is_empty() {
         if url.starts_with("http://") || url.starts_with("https://") {
-            return Some(url.to_string());
+            return Some(url.to_ascii_lowercase());
         }
         errs.push(format!(
             "{section}.api_base_url: {url:?} must start with http:// or https://"

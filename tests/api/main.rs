@@ -5,4 +5,5 @@ mod support;
 
 mod ingest;
 mod process;
+mod scale;
 mod tagging;
