@@ -35,6 +35,23 @@ pub struct AppState {
     pub wake_workers: Arc<Notify>,
     /// Set on SIGTERM: `/readyz` fails so load balancers stop sending, while ingest still works.
     pub draining: Arc<AtomicBool>,
+    /// The main runtime. actix runs handlers on per-thread runtimes that die at shutdown; a pooled
+    /// DB connection opened there would die with them while workers still need it. So handlers
+    /// run their DB calls here, and every pooled connection belongs to the main runtime.
+    pub main: tokio::runtime::Handle,
+}
+
+impl AppState {
+    /// Runs a DB call on the main runtime (see [`AppState::main`]).
+    pub async fn on_main<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        self.main
+            .spawn(fut)
+            .await
+            .map_err(|e| anyhow::anyhow!("task failed: {e}"))
+    }
 }
 
 pub struct Application {
@@ -91,6 +108,7 @@ impl Application {
             dedupe_window: settings.state.dedupe_window,
             wake_workers: wake.clone(),
             draining: draining.clone(),
+            main: tokio::runtime::Handle::current(),
         });
 
         let listener = TcpListener::bind(&settings.server.bind)
@@ -181,10 +199,13 @@ impl Application {
             tokio::time::sleep(self.drain_delay).await;
         }
         tracing::info!(grace = ?self.grace, "shutting down: no new requests");
+        // Stop accepting, let the workers finish or release their jobs, then stop the server:
+        // requests already received complete meanwhile.
+        handle.pause().await;
         self.shutdown.cancel();
+        let _ = worker.await;
         handle.stop(true).await;
         let _ = server.await;
-        let _ = worker.await;
         let _ = maintenance.await;
         tracing::info!("stopped");
         Ok(())
@@ -246,12 +267,18 @@ async fn readyz(state: web::Data<AppState>, q: web::Query<ReadyQuery>) -> HttpRe
         return HttpResponse::ServiceUnavailable().json(json!({ "status": "draining" }));
     }
     let ingest_only = q.scope.as_deref() == Some("ingest");
-    let (st, orders) = if ingest_only {
-        (state.store.check_ready().await, Ok(()))
-    } else {
-        let (st, orders) = tokio::join!(state.store.check_ready(), state.orders.ping());
-        (st, orders.map_err(|e| e.to_string()))
-    };
+    let (store, db) = (state.store.clone(), state.orders.clone());
+    let checked = state
+        .on_main(async move {
+            if ingest_only {
+                (store.check_ready().await, Ok(()))
+            } else {
+                let (st, orders) = tokio::join!(store.check_ready(), db.ping());
+                (st, orders.map_err(|e| e.to_string()))
+            }
+        })
+        .await;
+    let (st, orders) = checked.unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())));
     let body = if ingest_only {
         json!({ "state_db": show(&st) })
     } else {
@@ -265,7 +292,11 @@ async fn readyz(state: web::Data<AppState>, q: web::Query<ReadyQuery>) -> HttpRe
 }
 
 async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
-    if let Ok(d) = state.store.queue_depth().await {
+    let store = state.store.clone();
+    if let Ok(Ok(d)) = state
+        .on_main(async move { store.queue_depth().await })
+        .await
+    {
         let g = &state.metrics.jobs_in_state;
         g.with_label_values(&["queued"]).set(d.queued);
         g.with_label_values(&["running"]).set(d.running);

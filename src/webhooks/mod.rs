@@ -232,9 +232,15 @@ async fn commit(
         ticket_tags: event.ticket_tags,
         body: String::from_utf8_lossy(body).into_owned(),
     };
-    let enqueued = state.store.enqueue(&new, now).await.map_err(|e| {
-        WebhookError::Unavailable(anyhow::Error::new(e).context("state DB commit failed"))
-    })?;
+    let (source, ticket_id) = (new.source, new.ticket_id);
+    let store = state.store.clone();
+    let enqueued = state
+        .on_main(async move { store.enqueue(&new, now).await })
+        .await
+        .map_err(WebhookError::Unavailable)?
+        .map_err(|e| {
+            WebhookError::Unavailable(anyhow::Error::new(e).context("state DB commit failed"))
+        })?;
     let (status, job_id) = match enqueued {
         Enqueued::Accepted {
             job_id,
@@ -249,10 +255,10 @@ async fn commit(
     if job_id.is_some() {
         state.wake_workers.notify_one();
     }
-    tracing::info!(source = %new.source, ticket = %new.ticket_id, status, "webhook accepted");
+    tracing::info!(source = %source, ticket = %ticket_id, status, "webhook accepted");
     Ok(HttpResponse::Accepted().json(json!({
         "status": status,
-        "ticket_id": new.ticket_id.to_string(),
+        "ticket_id": ticket_id.to_string(),
         "job_id": job_id,
     })))
 }

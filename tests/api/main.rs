@@ -3,6 +3,7 @@
 mod helpers;
 mod support;
 
+mod faults;
 mod ingest;
 mod process;
 mod scale;
