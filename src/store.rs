@@ -175,8 +175,15 @@ impl StateStore {
                 redact_url_password(&settings.url)
             )
         })?;
+        // SQLite has one writer: several pooled connections only fight over its lock (the loser
+        // sleeps in the busy handler), which BENCHMARKS.md measured slower and spikier than
+        // queueing on one connection. The pool size applies to PostgreSQL.
+        let max_connections = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => settings.max_connections,
+        };
         let pool = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
+            .max_connections(max_connections)
             .acquire_timeout(settings.connect_timeout)
             .connect_lazy_with(options);
         Ok(StateStore { pool, backend })
