@@ -43,6 +43,13 @@ impl TicketId {
     /// Accepts `123` or `"123"` (surrounding whitespace allowed), nothing else.
     pub fn parse(raw: &str) -> Result<TicketId, String> {
         let t = raw.trim();
+        // `u64::from_str` also takes a leading `+`: digits only, as documented.
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "ticket id must be a positive integer, got {:?}",
+                truncate(t, 40)
+            ));
+        }
         match t.parse::<u64>() {
             Ok(0) => Err("ticket id must be a positive integer, got 0".into()),
             Ok(n) => Ok(TicketId(n)),
@@ -103,7 +110,10 @@ pub struct Tag(String);
 
 impl Tag {
     pub fn parse(raw: &str) -> Result<Tag, String> {
-        let t = raw.trim();
+        // Lower-case first: it can make text longer ("İ" is 2 bytes, "i̇" 3), and the checks
+        // must hold for the tag as stored.
+        let lowered = raw.trim().to_lowercase();
+        let t = lowered.as_str();
         if t.is_empty() {
             return Err("a tag cannot be empty".into());
         }
@@ -115,7 +125,7 @@ impl Tag {
         {
             return Err(format!("tag {t:?} contains whitespace or a comma"));
         }
-        Ok(Tag(t.to_lowercase()))
+        Ok(Tag(lowered))
     }
 
     pub fn as_str(&self) -> &str {
@@ -156,6 +166,7 @@ mod tests {
         assert!(TicketId::parse("{{ticket.id}}").is_err());
         assert!(TicketId::parse("").is_err());
         assert!(TicketId::parse("1e3").is_err());
+        assert!(TicketId::parse("+1").is_err(), "found by the fuzzer");
     }
 
     #[test]
@@ -184,6 +195,10 @@ mod tests {
         assert!(Tag::parse("two words").is_err());
         assert!(Tag::parse("a,b").is_err());
         assert!(Tag::parse("  ").is_err());
+        // Found by the fuzzer: lower-casing made an 80-byte tag 120 bytes long.
+        assert!(Tag::parse(&"İ".repeat(40)).is_err());
+        let tag = Tag::parse(&format!("{}İ", "x".repeat(70))).expect("short enough");
+        assert_eq!(Tag::parse(tag.as_str()), Ok(tag));
     }
 
     #[test]
