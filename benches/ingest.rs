@@ -8,13 +8,15 @@
 //! 1. micro: Zendesk signature check (fixture body, 200 KB body), webhook parsing;
 //! 2. policy: `Policy::decide`;
 //! 3. ingest: signed Zendesk webhooks over loopback HTTP to the real application, workers kept
-//!    idle, state store on a SQLite file (default pool of 10, and a pool of 1) vs on the local
-//!    PostgreSQL; plus `StateStore::enqueue` alone;
-//! 4. process: a burst of queued jobs to the last audit row, worker.concurrency 1 vs 8 (SQLite
-//!    with the default pool and a pool of 1, PostgreSQL); claim: `StateStore::claim` against
-//!    the size of the backlog;
+//!    idle, state store on a SQLite file vs on the local PostgreSQL; plus `StateStore::enqueue`
+//!    alone;
+//! 4. process: a burst of queued jobs to the last audit row, worker.concurrency 1 vs 8 on SQLite,
+//!    and 8 on PostgreSQL; claim: `StateStore::claim` against the size of the backlog;
 //! 5. memory: RSS of the real `ltv-tagger serve` binary idle vs with a backlog of queued webhooks
-//!    while the helpdesk answers 503 (SQLite default pool, SQLite pool of 1, PostgreSQL).
+//!    while the helpdesk answers 503 (SQLite, PostgreSQL).
+//!
+//! The SQLite state store always uses one connection (`state.max_connections` applies to
+//! PostgreSQL only), so there is one SQLite configuration per section.
 //!
 //! Pass words after `--` to run only the sections whose names contain one of them:
 //! `cargo bench --bench ingest -- micro policy`.
@@ -669,18 +671,14 @@ async fn ingest_section(
     let fake = FakeHelpdesk::start(cfg.clone()).await?;
     fake.set_latency(Duration::from_secs(3600));
     let mut backends = Vec::new();
-    for (name, db, pool) in [
-        ("SQLite file", StateDb::sqlite().await?, None),
-        ("SQLite file, pool of 1", StateDb::sqlite().await?, Some(1)),
-        ("PostgreSQL", StateDb::postgres().await?, None),
+    for (name, db) in [
+        ("SQLite file", StateDb::sqlite().await?),
+        ("PostgreSQL", StateDb::postgres().await?),
     ] {
         let mut raw = settings(&db.url, shop_url, &fake, &cfg);
         raw.worker.concurrency = 1;
         raw.worker.poll_interval = Duration::from_secs(3600);
         raw.zendesk.request_timeout = Duration::from_secs(3600);
-        if let Some(n) = pool {
-            raw.state.max_connections = n;
-        }
         let s = raw.validate()?;
         let store = StateStore::connect_lazy(&s.state)?;
         let app = RunningApp::start(s).await?;
@@ -797,20 +795,12 @@ async fn ingest_section(
         p50s.push(pct(&lat, 0.5));
         commits.push(pct(&enq, 0.5));
     }
-    let last = backends.len() - 1;
     table.add(
         "ingest",
-        "ratio SQLite / PostgreSQL (default pools)",
-        format!("{:.2}×", rates[0] / rates[last]),
-        format!("p50 latency {:.2}×", p50s[0] / p50s[last]),
-        format!("enqueue p50 {:.2}×", commits[0] / commits[last]),
-    );
-    table.add(
-        "ingest",
-        "ratio SQLite pool of 1 / pool of 10",
-        format!("{:.2}×", rates[1] / rates[0]),
-        format!("p50 latency {:.2}×", p50s[1] / p50s[0]),
-        "state.max_connections 1 vs default 10",
+        "ratio SQLite / PostgreSQL",
+        format!("{:.2}×", rates[0] / rates[1]),
+        format!("p50 latency {:.2}×", p50s[0] / p50s[1]),
+        format!("enqueue p50 {:.2}×", commits[0] / commits[1]),
     );
     Ok(())
 }
@@ -847,8 +837,6 @@ struct ProcessConfig {
     name: &'static str,
     concurrency: usize,
     postgres: bool,
-    /// `state.max_connections`, when not the default (10).
-    pool: Option<u32>,
 }
 
 /// How one processing round went.
@@ -884,9 +872,6 @@ async fn process_round(
     let result = async {
         let mut raw = settings(&db.url, shop_url, &fake, &cfg);
         raw.worker.concurrency = config.concurrency;
-        if let Some(n) = config.pool {
-            raw.state.max_connections = n;
-        }
         let s = raw.validate()?;
         let store = StateStore::connect_lazy(&s.state)?;
         store.migrate().await?;
@@ -962,25 +947,16 @@ async fn process_section(
             name: "concurrency 1, state on SQLite",
             concurrency: 1,
             postgres: false,
-            pool: None,
         },
         ProcessConfig {
             name: "concurrency 8, state on SQLite",
             concurrency: 8,
             postgres: false,
-            pool: None,
-        },
-        ProcessConfig {
-            name: "concurrency 8, SQLite, pool of 1",
-            concurrency: 8,
-            postgres: false,
-            pool: Some(1),
         },
         ProcessConfig {
             name: "concurrency 8, state on PostgreSQL",
             concurrency: 8,
             postgres: true,
-            pool: None,
         },
     ];
     println!(
@@ -1025,10 +1001,10 @@ async fn process_section(
     }
     table.add(
         "process",
-        "ratio concurrency 8 / 1 (SQLite, default pool)",
+        "ratio concurrency 8 / 1 (SQLite)",
         format!("{:.2}×", med[1] / med[0]),
-        format!("SQLite pool 1 / 10 at c8: {:.2}×", med[2] / med[1]),
-        format!("PostgreSQL c8 / SQLite c8: {:.2}×", med[3] / med[1]),
+        format!("SQLite / PostgreSQL at c8: {:.2}×", med[1] / med[2]),
+        "",
     );
     Ok(())
 }
@@ -1192,7 +1168,6 @@ async fn memory_run(
     label: &str,
     state_url: &str,
     sqlite_dir: Option<&Path>,
-    extra_env: &[(&str, &str)],
     shop_url: &str,
     http: &reqwest::Client,
 ) -> anyhow::Result<MemoryRun> {
@@ -1216,7 +1191,6 @@ async fn memory_run(
         .env("LTV_TAGGER__ZENDESK__WEBHOOK_SECRET", SECRET)
         .env_remove("RUST_LOG")
         .env_remove("LTV_TAGGER_CONFIG")
-        .envs(extra_env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log)?))
         .kill_on_drop(true)
@@ -1302,29 +1276,14 @@ async fn memory_section(
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
     let sqlite = StateDb::sqlite().await?;
-    let sqlite1 = StateDb::sqlite().await?;
-    let dir_of = |db: &StateDb| {
-        PathBuf::from(db.url.trim_start_matches("sqlite://"))
-            .parent()
-            .map(Path::to_path_buf)
-    };
-    let (dir, dir1) = (dir_of(&sqlite), dir_of(&sqlite1));
+    let dir = PathBuf::from(sqlite.url.trim_start_matches("sqlite://"))
+        .parent()
+        .map(Path::to_path_buf);
     let pg = StateDb::postgres().await?;
     let runs = async {
-        let a = memory_run("SQLite", &sqlite.url, dir.as_deref(), &[], shop_url, http).await?;
-        // One state connection, so one SQLite page cache (default cache_size: 2000 KiB each).
-        let one = [("LTV_TAGGER__STATE__MAX_CONNECTIONS", "1")];
-        let b = memory_run(
-            "SQLite, pool 1",
-            &sqlite1.url,
-            dir1.as_deref(),
-            &one,
-            shop_url,
-            http,
-        );
-        let b = b.await?;
-        let c = memory_run("PostgreSQL", &pg.url, None, &[], shop_url, http).await?;
-        Ok::<_, anyhow::Error>([("SQLite", a), ("SQLite, pool 1", b), ("PostgreSQL", c)])
+        let a = memory_run("SQLite", &sqlite.url, dir.as_deref(), shop_url, http).await?;
+        let b = memory_run("PostgreSQL", &pg.url, None, shop_url, http).await?;
+        Ok::<_, anyhow::Error>([("SQLite", a), ("PostgreSQL", b)])
     }
     .await;
     pg.drop_db().await;
