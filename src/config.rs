@@ -59,7 +59,7 @@ pub struct ServerSettings {
     pub log_level: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSettings {
     #[serde(serialize_with = "redact_url")]
@@ -93,7 +93,7 @@ pub struct WorkerSettings {
     pub retry_horizon: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersSettings {
     #[serde(serialize_with = "redact_url")]
@@ -195,16 +195,64 @@ pub fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
     };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:[REDACTED]@{host}{tail}"),
-            None => url.to_string(),
+    // The last `@` ends the user info, even when an unencoded password holds a `/`.
+    let main = match main.rsplit_once('@') {
+        Some((userinfo, hostpath)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:[REDACTED]@{hostpath}"),
+            None => main.to_string(),
         },
-        None => url.to_string(),
+        None => main.to_string(),
+    };
+    match query {
+        None => format!("{scheme}://{main}"),
+        Some(q) => {
+            let q: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _))
+                        if k.eq_ignore_ascii_case("password")
+                            || k.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{k}=[REDACTED]")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{scheme}://{main}?{}", q.join("&"))
+        }
+    }
+}
+
+// Database URLs may hold passwords: their `Debug` shows them redacted.
+impl std::fmt::Debug for StateSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSettings")
+            .field("url", &redact_url_password(&self.url))
+            .field("url_file", &self.url_file)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("dedupe_window", &self.dedupe_window)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OrdersSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrdersSettings")
+            .field("url", &redact_url_password(&self.url))
+            .field("url_file", &self.url_file)
+            .field("query", &self.query)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("max_connections", &self.max_connections)
+            .field("query_timeout", &self.query_timeout)
+            .finish()
     }
 }
 
@@ -296,7 +344,7 @@ impl RawSettings {
         }
 
         let st = &this.state;
-        if !(st.url.starts_with("sqlite:")
+        if !(st.url.starts_with("sqlite://")
             || st.url.starts_with("postgres://")
             || st.url.starts_with("postgresql://"))
         {
@@ -307,6 +355,12 @@ impl RawSettings {
         }
         if st.max_connections == 0 {
             errs.push("state.max_connections: must be at least 1".into());
+        }
+        if st.dedupe_window.is_zero() {
+            errs.push("state.dedupe_window: must be more than 0s".into());
+        }
+        if st.retention < st.dedupe_window {
+            errs.push("state.retention: must be at least state.dedupe_window".into());
         }
         if st.connect_timeout.is_zero() {
             errs.push("state.connect_timeout: must be more than 0s".into());

@@ -201,10 +201,17 @@ impl Application {
         tracing::info!(grace = ?self.grace, "shutting down: no new requests");
         // Stop accepting, let the workers finish or release their jobs, then stop the server:
         // requests already received complete meanwhile.
+        let deadline = tokio::time::Instant::now() + self.grace;
         handle.pause().await;
         self.shutdown.cancel();
         let _ = worker.await;
-        handle.stop(true).await;
+        // One grace period in all: requests still running by then are cut off.
+        if tokio::time::timeout_at(deadline, handle.stop(true))
+            .await
+            .is_err()
+        {
+            handle.stop(false).await;
+        }
         let _ = server.await;
         let _ = maintenance.await;
         tracing::info!("stopped");

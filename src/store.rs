@@ -313,8 +313,10 @@ impl StateStore {
                             -- running job to finish (one lookup and one write for all of them)
                             and not exists (select 1 from job r
                                             where r.source = j.source and r.ticket_id = j.ticket_id
-                                              and r.state = 'running' and r.lease_until >= $3
-                                              and r.id <> j.id)
+                                              and r.state = 'running' and r.id <> j.id
+                                              -- a waiting job also waits for an expired one:
+                                              -- that one is reclaimed first
+                                              and (r.lease_until >= $3 or j.state = 'queued'))
                           order by j.run_at, j.id limit $4 {lock})
              returning id, source, ticket_id, requester_email, requester_id, ticket_tags,
                        event_count, attempts, created_at"

@@ -63,11 +63,13 @@ pub async fn run(ctx: Arc<WorkerContext>, shutdown: CancellationToken, grace: Du
     let mut idle = ctx.settings.poll_interval;
     tracing::info!(owner = %ctx.owner, concurrency = ctx.settings.concurrency, "worker started");
     while !shutdown.is_cancelled() {
-        while tasks.try_join_next().is_some() {}
+        while let Some(done) = tasks.try_join_next() {
+            log_panic(done);
+        }
         let free = permits.available_permits();
         if free == 0 {
             tokio::select! {
-                _ = tasks.join_next() => {}
+                Some(done) = tasks.join_next() => log_panic(done),
                 _ = shutdown.cancelled() => {}
             }
             continue;
@@ -124,6 +126,14 @@ pub async fn run(ctx: Arc<WorkerContext>, shutdown: CancellationToken, grace: Du
     tracing::info!("worker stopped");
 }
 
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            tracing::error!(error = %e, "a job task panicked; its lease expires and the job runs again");
+        }
+    }
+}
+
 async fn run_job(ctx: &WorkerContext, job: Job, stop: CancellationToken) {
     let span = tracing::info_span!(
         "job",
@@ -145,6 +155,22 @@ async fn run_job(ctx: &WorkerContext, job: Job, stop: CancellationToken) {
                 }
             }
         };
+        // A job whose attempts never come back (a crash loop, a panic) is caught here: past
+        // the horizon it is dead-lettered instead of being claimed again forever.
+        // (Rescheduled attempts stay within the horizon; the margin lets a late claim still run.)
+        let limit = ctx.settings.retry_horizon + ctx.settings.retry_max + ctx.settings.lease;
+        if job.attempts > 1 && now_ms() - job.created_at > ms(limit) {
+            let audit = AuditRecord {
+                outcome: "dead".into(),
+                detail: Some(format!(
+                    "still not done after {} attempts past worker.retry_horizon",
+                    job.attempts - 1
+                )),
+                ..AuditRecord::default()
+            };
+            settle(ctx, &job, Attempt::Fatal(audit)).await;
+            return;
+        }
         let attempt = tokio::select! {
             a = process(ctx, &job) => a,
             _ = heartbeat => {

@@ -108,6 +108,10 @@ impl RateBudget {
     }
 
     async fn cap(&self, remaining: f64) {
+        if !remaining.is_finite() {
+            return;
+        }
+        let remaining = remaining.clamp(0.0, self.capacity);
         if let Err(e) = self
             .store
             .cap_budget(&self.account, remaining, now_ms())
@@ -144,6 +148,8 @@ impl ApiClient {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
             .user_agent(concat!("ltv-tagger/", env!("CARGO_PKG_VERSION")))
+            // A redirected POST turns into a GET that "succeeds" without writing: never follow.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(ApiClient {
             helpdesk,
@@ -207,7 +213,18 @@ impl ApiClient {
             return Err(HelpdeskError::RateLimited { retry_after: wait });
         }
         let reason = reason_of(&text);
-        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        if status.is_redirection() {
+            return Err(HelpdeskError::Rejected {
+                status: status.as_u16(),
+                reason: format!("{method} {path}: redirected: check the helpdesk's api_base_url"),
+            });
+        }
+        // 409/423: a concurrent update of the same ticket (likely right after it was created).
+        if status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::CONFLICT
+            || status == StatusCode::LOCKED
+        {
             if let Some(wait) = retry_after {
                 self.budget.pause(wait).await;
             }

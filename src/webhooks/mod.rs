@@ -106,6 +106,9 @@ pub(crate) fn field_id(v: &Value, key: &str) -> Result<Option<String>, WebhookEr
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(WebhookError::BadRequest(
+            format!("{key} contains control characters"),
+        )),
         Some(Value::String(s)) if s.len() <= 128 => Ok(Some(s.trim().to_string())),
         Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
         Some(other) => Err(WebhookError::BadRequest(format!(

@@ -126,7 +126,7 @@ fn parse_trigger(v: &Value) -> Result<ParsedEvent, WebhookError> {
 
 fn parse_event(v: &Value, event_type: &str) -> Result<ParsedEvent, WebhookError> {
     let kind = &event_type["zen:event-type:".len()..];
-    if !kind.starts_with("ticket.") {
+    if !kind.starts_with("ticket.") || kind.len() > 100 || kind.chars().any(char::is_control) {
         return Err(WebhookError::BadRequest(format!(
             "event type {event_type:?} is not a ticket event: subscribe the webhook to zen:event-type:ticket.* events"
         )));

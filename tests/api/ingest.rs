@@ -192,6 +192,14 @@ async fn gorgias_requests_need_the_shared_token() {
         .post_gorgias("{\"customer_email\": \"a@b.c\"}", Some(GORGIAS_TOKEN))
         .await;
     assert_eq!(res.status().as_u16(), 400);
+    // A control character in an id is refused (PostgreSQL could not store it: a 503 would repeat).
+    let res = app
+        .post_gorgias(
+            r#"{"ticket_id": 5, "customer_id": "12\u0000"}"#,
+            Some(GORGIAS_TOKEN),
+        )
+        .await;
+    assert_eq!(res.status().as_u16(), 400);
     assert_nothing_stored(&app).await;
     app.stop().await;
 }

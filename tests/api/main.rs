@@ -6,5 +6,6 @@ mod support;
 mod faults;
 mod ingest;
 mod process;
+mod queue;
 mod scale;
 mod tagging;

@@ -353,3 +353,16 @@ async fn events_for_one_ticket_waiting_together_are_coalesced_into_one_write() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_from_a_concurrent_ticket_update_is_retried_not_dead_lettered() {
+    let app = spawn_app(AppOptions::default()).await;
+    app.fake.fail_next(1, 409, None);
+    app.post_zendesk(&trigger_body(96, "gold@shop.test", ""), None)
+        .await;
+    let rows = app.wait_for_audit(Source::Zendesk, 96, 1).await;
+    assert_eq!(rows[0].record.outcome, "tagged");
+    assert_eq!(rows[0].attempts, 2);
+    assert_eq!(app.zendesk_tags(96), ["vip-gold"]);
+    app.stop().await;
+}
