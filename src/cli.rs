@@ -115,7 +115,6 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "failed");
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
@@ -209,6 +208,10 @@ fn when(ms: i64) -> String {
 
 async fn jobs(s: Settings, action: JobsAction) -> anyhow::Result<()> {
     let store = StateStore::connect_lazy(&s.state)?;
+    store
+        .check_ready()
+        .await
+        .map_err(|e| anyhow::anyhow!("state DB: {e}"))?;
     match action {
         JobsAction::List { dead, limit } => {
             let rows = store.list_jobs(dead, limit).await?;
