@@ -10,19 +10,17 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ltv_tagger::config::RawSettings;
 use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::store::StateStore;
 use tokio::task::JoinSet;
 
 use crate::helpers::{
-    free_port, gorgias_body, post_zendesk_to, shop_db, spawn_app, test_settings, trigger_body,
-    write_config, AppOptions, Db, ServeProcess, TestDb, GORGIAS_TOKEN, ZENDESK_SECRET,
+    free_port, gorgias_body, post_zendesk_to, rig, spawn_app, trigger_body, AppOptions, Db,
+    ServeProcess, GORGIAS_TOKEN,
 };
 use crate::support::tcp_proxy::TcpProxy;
 
@@ -280,54 +278,6 @@ fn tickets(helpdesk: Helpdesk, range: std::ops::RangeInclusive<u64>) -> Vec<(Hel
 }
 
 // ---- the real binary ------------------------------------------------------------------------
-
-/// Databases, fake helpdesks and a config file for `ltv-tagger serve`.
-struct Rig {
-    fake: FakeHelpdesk,
-    state: TestDb,
-    shop: TestDb,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    /// The test's own view of the state DB.
-    store: StateStore,
-}
-
-async fn rig(state: Db, tweak: impl FnOnce(&mut RawSettings)) -> Rig {
-    let cfg = FakeHelpdeskConfig::default();
-    let fake = FakeHelpdesk::start(cfg.clone()).await.expect("fake");
-    let state_db = TestDb::create(state, "ltv_state").await;
-    let shop = shop_db(Db::Sqlite).await;
-    let mut raw = test_settings(&state_db.url, &shop.url, &fake, &cfg, true, true);
-    tweak(&mut raw);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        &raw,
-        &[
-            ("zendesk", "api_token", &cfg.zendesk_token),
-            ("zendesk", "webhook_secret", ZENDESK_SECRET),
-            ("gorgias", "api_key", &cfg.gorgias_key),
-            ("gorgias", "webhook_token", GORGIAS_TOKEN),
-        ],
-    );
-    let store = StateStore::connect_lazy(&raw.validate().expect("valid").state).expect("store");
-    Rig {
-        fake,
-        state: state_db,
-        shop,
-        dir,
-        config,
-        store,
-    }
-}
-
-impl Rig {
-    async fn drop_dbs(self) {
-        self.store.pool().close().await;
-        self.state.drop_db().await;
-        self.shop.drop_db().await;
-    }
-}
 
 fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -585,3 +585,58 @@ pub async fn post_zendesk_to(
     }
     req.send().await
 }
+
+/// Databases, fake helpdesks and a config file for `ltv-tagger serve` processes.
+pub struct Rig {
+    pub fake: FakeHelpdesk,
+    pub cfg: FakeHelpdeskConfig,
+    pub state: TestDb,
+    pub shop: TestDb,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    /// The test's own view of the state DB.
+    pub store: StateStore,
+}
+
+/// The config file for the binary, with the secrets of every configured helpdesk filled in.
+pub fn write_test_config(dir: &Path, raw: &RawSettings, cfg: &FakeHelpdeskConfig) -> PathBuf {
+    let mut secrets = Vec::new();
+    if !raw.zendesk.api_base_url.is_empty() {
+        secrets.push(("zendesk", "api_token", cfg.zendesk_token.as_str()));
+        secrets.push(("zendesk", "webhook_secret", ZENDESK_SECRET));
+    }
+    if !raw.gorgias.api_base_url.is_empty() {
+        secrets.push(("gorgias", "api_key", cfg.gorgias_key.as_str()));
+        secrets.push(("gorgias", "webhook_token", GORGIAS_TOKEN));
+    }
+    write_config(dir, raw, &secrets)
+}
+
+pub async fn rig(state: Db, tweak: impl FnOnce(&mut RawSettings)) -> Rig {
+    let cfg = FakeHelpdeskConfig::default();
+    let fake = FakeHelpdesk::start(cfg.clone()).await.expect("fake");
+    let state_db = TestDb::create(state, "ltv_state").await;
+    let shop = shop_db(Db::Sqlite).await;
+    let mut raw = test_settings(&state_db.url, &shop.url, &fake, &cfg, true, true);
+    tweak(&mut raw);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_test_config(dir.path(), &raw, &cfg);
+    let store = StateStore::connect_lazy(&raw.validate().expect("valid").state).expect("store");
+    Rig {
+        fake,
+        cfg,
+        state: state_db,
+        shop,
+        dir,
+        config,
+        store,
+    }
+}
+
+impl Rig {
+    pub async fn drop_dbs(self) {
+        self.store.pool().close().await;
+        self.state.drop_db().await;
+        self.shop.drop_db().await;
+    }
+}

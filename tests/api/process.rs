@@ -2,53 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
-use ltv_tagger::store::StateStore;
+use ltv_tagger::demo::fake_helpdesk::Helpdesk;
 
 use crate::helpers::{
-    binary, free_port, post_zendesk_to, shop_db, test_settings, trigger_body, write_config, Db,
-    ServeProcess, TestDb, GORGIAS_TOKEN, ZENDESK_SECRET,
+    binary, free_port, post_zendesk_to, rig, trigger_body, Db, ServeProcess, GORGIAS_TOKEN,
+    ZENDESK_SECRET,
 };
-
-struct Rig {
-    fake: FakeHelpdesk,
-    cfg: FakeHelpdeskConfig,
-    state: TestDb,
-    shop: TestDb,
-    dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-    store: StateStore,
-}
-
-async fn rig(state: Db, tweak: impl FnOnce(&mut ltv_tagger::config::RawSettings)) -> Rig {
-    let cfg = FakeHelpdeskConfig::default();
-    let fake = FakeHelpdesk::start(cfg.clone()).await.expect("fake");
-    let state_db = TestDb::create(state, "ltv_state").await;
-    let shop = shop_db(Db::Sqlite).await;
-    let mut raw = test_settings(&state_db.url, &shop.url, &fake, &cfg, true, true);
-    tweak(&mut raw);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        &raw,
-        &[
-            ("zendesk", "api_token", &cfg.zendesk_token),
-            ("zendesk", "webhook_secret", ZENDESK_SECRET),
-            ("gorgias", "api_key", &cfg.gorgias_key),
-            ("gorgias", "webhook_token", GORGIAS_TOKEN),
-        ],
-    );
-    let store = StateStore::connect_lazy(&raw.validate().expect("valid").state).expect("store");
-    Rig {
-        fake,
-        cfg,
-        state: state_db,
-        shop,
-        dir,
-        config,
-        store,
-    }
-}
 
 async fn cli(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
     let out = tokio::process::Command::new(binary())

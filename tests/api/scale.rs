@@ -14,8 +14,8 @@ use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
-    binary, free_port, post_zendesk_to, shop_db, test_settings, trigger_body, write_config, Db,
-    ServeProcess, TestDb, ZENDESK_SECRET,
+    binary, free_port, post_zendesk_to, shop_db, test_settings, trigger_body, write_test_config,
+    Db, ServeProcess, TestDb,
 };
 
 const REPLICAS: usize = 3;
@@ -263,14 +263,7 @@ async fn three_replicas_on_one_postgres_share_the_work_and_the_rate_limit() {
     raw.orders.cache_ttl = Duration::from_secs(300);
     raw.server.shutdown_grace = Duration::from_secs(10);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        &raw,
-        &[
-            ("zendesk", "api_token", &cfg.zendesk_token),
-            ("zendesk", "webhook_secret", ZENDESK_SECRET),
-        ],
-    );
+    let config = write_test_config(dir.path(), &raw, &cfg);
 
     // As in Kubernetes: one `migrate`, then every replica starts with migrate_on_start off.
     let out = tokio::process::Command::new(binary())
