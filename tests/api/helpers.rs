@@ -89,114 +89,78 @@ fn unique(prefix: &str) -> String {
 impl TestDb {
     pub async fn create(kind: Db, prefix: &str) -> TestDb {
         let name = unique(prefix);
-        match kind {
+        let (admin, url, dir) = match kind {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let path = dir.path().join(format!("{name}.db"));
-                TestDb {
-                    kind,
-                    url: format!("sqlite://{}", path.display()),
-                    name,
-                    _dir: Some(dir),
-                }
+                let url = format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("{name}.db")).display()
+                );
+                (None, url, Some(dir))
             }
-            Db::Postgres => {
-                let mut c = sqlx::PgConnection::connect(PG_ADMIN)
-                    .await
-                    .expect("PostgreSQL at 127.0.0.1:5432");
-                sqlx::query(&format!("create database {name}"))
-                    .execute(&mut c)
-                    .await
-                    .expect("create db");
-                TestDb {
-                    kind,
-                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    name,
-                    _dir: None,
-                }
-            }
-            Db::Mariadb => {
-                let mut c = sqlx::MySqlConnection::connect(MARIADB_ADMIN)
-                    .await
-                    .expect("MariaDB at 127.0.0.1:3306");
-                sqlx::query(&format!("create database {name}"))
-                    .execute(&mut c)
-                    .await
-                    .expect("create db");
-                TestDb {
-                    kind,
-                    url: format!("mysql://root@127.0.0.1:3306/{name}"),
-                    name,
-                    _dir: None,
-                }
-            }
+            Db::Postgres => (
+                Some(PG_ADMIN),
+                format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                None,
+            ),
+            Db::Mariadb => (
+                Some(MARIADB_ADMIN),
+                format!("mysql://root@127.0.0.1:3306/{name}"),
+                None,
+            ),
+        };
+        if let Some(admin) = admin {
+            admin_exec(admin, &format!("create database {name}"))
+                .await
+                .expect("create database");
+        }
+        TestDb {
+            kind,
+            url,
+            name,
+            _dir: dir,
         }
     }
 
     /// Runs statements against this database (for seeding).
     pub async fn exec(&self, statements: &[String]) {
-        match self.kind {
-            Db::Sqlite => {
-                let opts: sqlx::sqlite::SqliteConnectOptions = self
-                    .url
-                    .parse::<sqlx::sqlite::SqliteConnectOptions>()
-                    .expect("url")
-                    .create_if_missing(true);
-                let mut c = sqlx::SqliteConnection::connect_with(&opts)
-                    .await
-                    .expect("sqlite");
-                for s in statements {
-                    sqlx::query(s)
-                        .execute(&mut c)
-                        .await
-                        .unwrap_or_else(|e| panic!("{s}: {e}"));
-                }
-            }
-            Db::Postgres => {
-                let mut c = sqlx::PgConnection::connect(&self.url).await.expect("pg");
-                for s in statements {
-                    sqlx::query(s)
-                        .execute(&mut c)
-                        .await
-                        .unwrap_or_else(|e| panic!("{s}: {e}"));
-                }
-            }
-            Db::Mariadb => {
-                let mut c = sqlx::MySqlConnection::connect(&self.url)
-                    .await
-                    .expect("mariadb");
-                for s in statements {
-                    sqlx::query(s)
-                        .execute(&mut c)
-                        .await
-                        .unwrap_or_else(|e| panic!("{s}: {e}"));
-                }
-            }
+        let url = match self.kind {
+            Db::Sqlite => format!("{}?mode=rwc", self.url),
+            _ => self.url.clone(),
+        };
+        let mut c = connect_any(&url).await.expect("connect");
+        for s in statements {
+            sqlx::query(s)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
         }
     }
 
     pub async fn drop_db(&self) {
-        match self.kind {
-            Db::Sqlite => {}
-            Db::Postgres => {
-                if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await {
-                    let _ = sqlx::query(&format!(
-                        "drop database if exists {} with (force)",
-                        self.name
-                    ))
-                    .execute(&mut c)
-                    .await;
-                }
-            }
-            Db::Mariadb => {
-                if let Ok(mut c) = sqlx::MySqlConnection::connect(MARIADB_ADMIN).await {
-                    let _ = sqlx::query(&format!("drop database if exists {}", self.name))
-                        .execute(&mut c)
-                        .await;
-                }
-            }
-        }
+        let (admin, sql) = match self.kind {
+            Db::Sqlite => return,
+            Db::Postgres => (
+                PG_ADMIN,
+                format!("drop database if exists {} with (force)", self.name),
+            ),
+            Db::Mariadb => (
+                MARIADB_ADMIN,
+                format!("drop database if exists {}", self.name),
+            ),
+        };
+        let _ = admin_exec(admin, &sql).await;
     }
+}
+
+async fn connect_any(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(url).await
+}
+
+async fn admin_exec(admin_url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    let mut c = connect_any(admin_url).await?;
+    sqlx::query(sql).execute(&mut c).await.map(|_| ())
 }
 
 /// A fresh order DB holding [`SHOP`].
