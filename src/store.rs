@@ -299,25 +299,28 @@ impl StateStore {
         lease: Duration,
         now: i64,
     ) -> Result<Vec<Job>, sqlx::Error> {
+        match self.reclaim_expired(now).await {
+            // A replica enqueued a job for that ticket meanwhile: the next round folds it.
+            Err(e) if is_unique_violation(&e) => {}
+            other => other?,
+        }
         let lock = match self.backend {
             Backend::Postgres => "for update skip locked",
             Backend::Sqlite => "",
         };
+        // Walks job_due_ix in run_at order and stops at the limit: the cost does not grow with
+        // the backlog.
         let sql = format!(
             "update job set state = 'running', lease_owner = $1, lease_until = $2,
                             attempts = attempts + 1, updated_at = $3
-             where id in (select id from job j
-                          where ((j.state = 'queued' and j.run_at <= $3)
-                                 or (j.state = 'running' and j.lease_until < $3))
+             where id in (select j.id from job j
+                          where j.state = 'queued' and j.run_at <= $3
                             -- one ticket at a time: its later events wait, coalesced, for the
                             -- running job to finish (one lookup and one write for all of them)
                             and not exists (select 1 from job r
                                             where r.source = j.source and r.ticket_id = j.ticket_id
-                                              and r.state = 'running' and r.id <> j.id
-                                              -- a waiting job also waits for an expired one:
-                                              -- that one is reclaimed first
-                                              and (r.lease_until >= $3 or j.state = 'queued'))
-                          order by j.run_at, j.id limit $4 {lock})
+                                              and r.state = 'running')
+                          order by j.run_at limit $4 {lock})
              returning id, source, ticket_id, requester_email, requester_id, ticket_tags,
                        event_count, attempts, created_at"
         );
@@ -353,6 +356,32 @@ impl StateStore {
             });
         }
         Ok(jobs)
+    }
+
+    /// Jobs whose worker stopped renewing their lease go back to the queue; one whose ticket
+    /// already has a newer waiting job is folded into it (`merged`): that job covers the ticket.
+    async fn reclaim_expired(&self, now: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "update job set state = 'merged', lease_owner = null, lease_until = null,
+                            last_error = 'lease expired; superseded by a newer event for the same ticket',
+                            updated_at = $1
+             where state = 'running' and lease_until < $1
+               and exists (select 1 from job q where q.source = job.source
+                             and q.ticket_id = job.ticket_id and q.state = 'queued')",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "update job set state = 'queued', run_at = $1, lease_owner = null, lease_until = null,
+                            last_error = coalesce(last_error, 'lease expired: its worker stopped'),
+                            updated_at = $1
+             where state = 'running' and lease_until < $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn park_corrupt(&self, id: i64, owner: &str, now: i64) -> Result<(), sqlx::Error> {

@@ -50,21 +50,44 @@ async fn one_ticket_never_runs_twice_at_once(kind: Db) {
         .await
         .expect("claim")
         .is_empty());
-    // …and still waits once the first job's lease has expired: that job is reclaimed first.
+    // Once the first job's lease has expired (its worker died), the waiting job takes over and
+    // the expired one is folded into it: never both.
     let after = t0 + 31_000;
-    let reclaimed = store
+    let next = store
         .claim("worker-b", 10, lease, after)
         .await
         .expect("claim");
-    assert_eq!(
-        reclaimed.iter().map(|j| j.id).collect::<Vec<_>>(),
-        [first[0].id]
-    );
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0].id, first[0].id);
     assert!(store
         .claim("worker-c", 10, lease, after + 1)
         .await
         .expect("claim")
         .is_empty());
+    // An expired job with nothing waiting behind it simply runs again.
+    store
+        .enqueue(&event("8", "c"), after)
+        .await
+        .expect("enqueue");
+    let eight = store
+        .claim("worker-c", 10, lease, after + 2)
+        .await
+        .expect("claim");
+    assert_eq!(eight.len(), 1);
+    let later = after + 62_000;
+    let again = store
+        .claim("worker-d", 10, lease, later)
+        .await
+        .expect("claim");
+    let ids: Vec<i64> = again.iter().map(|j| j.id).collect();
+    assert!(ids.contains(&eight[0].id), "{ids:?}");
+    assert_eq!(
+        again
+            .iter()
+            .find(|j| j.id == eight[0].id)
+            .map(|j| j.attempts),
+        Some(2)
+    );
     store.pool().close().await;
     db.drop_db().await;
 }
