@@ -326,14 +326,10 @@ async fn gorgias_tickets_get_tags_through_post_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_for_one_ticket_waiting_together_are_coalesced_into_one_write() {
-    let app = spawn_app(AppOptions {
-        // Workers start late: the events pile up first.
-        tweak: Box::new(|r| r.worker.poll_interval = Duration::from_millis(50)),
-        ..Default::default()
-    })
-    .await;
-    // Make the helpdesk slow so the first job is still running while the others arrive.
+    let app = spawn_app(AppOptions::default()).await;
+    // A slow helpdesk keeps the first job running while the other events arrive.
     app.fake.set_latency(Duration::from_millis(300));
+    let mut answers = Vec::new();
     for i in 0..5 {
         let res = app
             .post_zendesk(
@@ -342,10 +338,17 @@ async fn events_for_one_ticket_waiting_together_are_coalesced_into_one_write() {
             )
             .await;
         assert_eq!(res.status().as_u16(), 202);
+        let json: serde_json::Value = res.json().await.expect("json");
+        answers.push(json["status"].as_str().unwrap_or_default().to_string());
     }
+    assert!(
+        answers.iter().filter(|a| *a == "coalesced").count() >= 3,
+        "later events should fold into one waiting job: {answers:?}"
+    );
     app.wait_idle(Duration::from_secs(15)).await;
     let writes = app.fake.tag_writes(Helpdesk::Zendesk, "95");
     assert!(writes <= 2, "5 events became {writes} writes");
+    assert!(app.count("job").await <= 2, "5 events, at most 2 jobs");
     assert_eq!(
         app.count("inbox").await,
         5,
