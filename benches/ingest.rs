@@ -497,10 +497,7 @@ fn settings(
     raw.worker.poll_interval = Duration::from_millis(50);
     raw.worker.retry_base = Duration::from_millis(100);
     raw.worker.retry_max = Duration::from_secs(2);
-    raw.zendesk.api_base_url = fake.base_url();
-    raw.zendesk.email = cfg.zendesk_email.clone();
-    raw.zendesk.api_token = cfg.zendesk_token.clone().into();
-    raw.zendesk.webhook_secret = SECRET.to_string().into();
+    fake.serve_zendesk_for(&mut raw, cfg, SECRET);
     // The service's own pacing out of the way: we measure what the machine can do.
     raw.zendesk.requests_per_minute = 1_000_000;
     raw
@@ -536,7 +533,7 @@ struct Prepared {
 }
 
 fn prepare(n: usize, email: &str) -> Arc<Vec<Prepared>> {
-    let timestamp = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let timestamp = zendesk::timestamp(Utc::now());
     Arc::new(
         (0..n)
             .map(|_| {

@@ -169,6 +169,16 @@ async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode {
         }
         eprintln!("orders.query ran against the order DB and returned usable columns");
     }
+    let tags: Vec<String> = settings
+        .policy
+        .all_tags()
+        .iter()
+        .map(Tag::to_string)
+        .collect();
+    eprintln!(
+        "tags this policy can write (list them in the Zendesk trigger's nullifying condition): {}",
+        tags.join(" ")
+    );
     eprintln!("configuration is valid");
     ExitCode::SUCCESS
 }

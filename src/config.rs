@@ -882,14 +882,10 @@ webhook_secret = "whsec-456"
         let dir = tempfile::tempdir().expect("tempdir");
         let f = dir.path().join("orders_url");
         std::fs::write(&f, "postgres://reader:pw-from-file@db/shop\n").expect("write");
-        let toml = format!(
-            "{}\norders.url_file = {:?}\n",
-            MINIMAL.replace("url = \"sqlite://shop.db\"", ""),
-            f.display().to_string()
+        let toml = MINIMAL.replace(
+            "url = \"sqlite://shop.db\"",
+            &format!("url_file = {:?}", f.display().to_string()),
         );
-        let toml = toml
-            .replace("[orders]\n\n", "")
-            .replace("\norders.url_file", "\n[orders]\nurl_file");
         let raw = raw(&toml).expect("load");
         let s = raw.validate().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.orders.url, "postgres://reader:pw-from-file@db/shop");

@@ -386,7 +386,7 @@ async fn process(ctx: &WorkerContext, job: &Job) -> Attempt {
     // 4. Write them.
     let written = match job.source {
         Source::Zendesk => match &ctx.zendesk {
-            Some(z) => z.add_tags(job.ticket_id, &missing).await.map(|_| ()),
+            Some(z) => z.add_tags(job.ticket_id, &missing).await,
             None => return not_configured(job.source, audit),
         },
         Source::Gorgias => match &ctx.gorgias {

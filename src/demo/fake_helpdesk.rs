@@ -134,6 +134,32 @@ impl Drop for StopOnDrop {
 }
 
 impl FakeHelpdesk {
+    /// Points `raw`'s Zendesk section at this fake, with the credentials it expects.
+    pub fn serve_zendesk_for(
+        &self,
+        raw: &mut crate::config::RawSettings,
+        cfg: &FakeHelpdeskConfig,
+        webhook_secret: &str,
+    ) {
+        raw.zendesk.api_base_url = self.base_url();
+        raw.zendesk.email = cfg.zendesk_email.clone();
+        raw.zendesk.api_token = cfg.zendesk_token.clone().into();
+        raw.zendesk.webhook_secret = webhook_secret.to_string().into();
+    }
+
+    /// Points `raw`'s Gorgias section at this fake, with the credentials it expects.
+    pub fn serve_gorgias_for(
+        &self,
+        raw: &mut crate::config::RawSettings,
+        cfg: &FakeHelpdeskConfig,
+        webhook_token: &str,
+    ) {
+        raw.gorgias.api_base_url = self.base_url();
+        raw.gorgias.email = cfg.gorgias_email.clone();
+        raw.gorgias.api_key = cfg.gorgias_key.clone().into();
+        raw.gorgias.webhook_token = webhook_token.to_string().into();
+    }
+
     /// Binds 127.0.0.1 on a free port and serves the fake from the current tokio runtime.
     pub async fn start(cfg: FakeHelpdeskConfig) -> std::io::Result<FakeHelpdesk> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;

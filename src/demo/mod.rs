@@ -100,10 +100,7 @@ fn demo_settings(
     raw.server.bind = bind.into();
     raw.state.url = format!("sqlite://{}", dir.join("state.db").display());
     raw.orders.url = format!("sqlite://{}", dir.join("shop.db").display());
-    raw.zendesk.api_base_url = fake.base_url();
-    raw.zendesk.email = cfg.zendesk_email.clone();
-    raw.zendesk.api_token = cfg.zendesk_token.clone().into();
-    raw.zendesk.webhook_secret = DEMO_SECRET.to_string().into();
+    fake.serve_zendesk_for(&mut raw, cfg, DEMO_SECRET);
     raw.worker.poll_interval = Duration::from_millis(100);
     Ok(raw.validate()?)
 }
@@ -142,7 +139,7 @@ pub async fn run(keep_serving: bool) -> anyhow::Result<()> {
             "tags": "web_form",
         })
         .to_string();
-        let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let ts = zendesk::timestamp(chrono::Utc::now());
         let res = http
             .post(&url)
             .header(

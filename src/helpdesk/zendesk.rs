@@ -3,7 +3,7 @@
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{basic_auth, email_at, numeric_id, ApiClient, HelpdeskError, RateBudget};
 use crate::config::ZendeskSettings;
@@ -66,28 +66,15 @@ impl ZendeskClient {
     }
 
     /// `PUT /api/v2/tickets/{id}/tags` adds tags and keeps the others (`POST` would replace them
-    /// all: never used). Returns the ticket's tags after the write.
-    pub async fn add_tags(
-        &self,
-        ticket: TicketId,
-        tags: &[Tag],
-    ) -> Result<Vec<String>, HelpdeskError> {
-        let v = self
-            .api
+    /// all: never used).
+    pub async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
+        self.api
             .send(
                 Method::PUT,
                 &format!("/api/v2/tickets/{ticket}/tags"),
                 Some(&json!({ "tags": tags })),
             )
             .await?;
-        Ok(v.get("tags")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(())
     }
 }

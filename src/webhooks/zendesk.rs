@@ -15,6 +15,11 @@ pub const SIGNATURE_HEADER: &str = "x-zendesk-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-zendesk-webhook-signature-timestamp";
 pub const INVOCATION_HEADER: &str = "x-zendesk-webhook-invocation-id";
 
+/// `X-Zendesk-Webhook-Signature-Timestamp` as Zendesk writes it: `2021-03-25T05:09:27Z`.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// The signature Zendesk sends for `body` at `timestamp` (used by the demo, tests and benches).
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     // HMAC takes keys of any length: this cannot fail.

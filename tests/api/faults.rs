@@ -8,7 +8,6 @@
 //! ```
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,8 +18,8 @@ use ltv_tagger::store::StateStore;
 use tokio::task::JoinSet;
 
 use crate::helpers::{
-    free_port, gorgias_body, post_zendesk_to, rig, spawn_app, trigger_body, AppOptions, Db,
-    ServeProcess, GORGIAS_TOKEN,
+    free_port, gorgias_body, post_zendesk_to, rig, spawn_app, trigger_body, wait_until, AppOptions,
+    Db, ServeProcess, GORGIAS_TOKEN,
 };
 use crate::support::tcp_proxy::TcpProxy;
 
@@ -31,25 +30,6 @@ const TAG: &str = "vip-gold";
 const PG_ADDR: &str = "127.0.0.1:5432";
 
 // ---- polling --------------------------------------------------------------------------------
-
-/// Polls `f` until it holds; fails the test after `within`. Returns how long it took.
-async fn wait_until<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if f().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 // ---- what the state DB says -----------------------------------------------------------------
 

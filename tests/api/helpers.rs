@@ -258,17 +258,11 @@ pub fn test_settings(
     raw.worker.retry_max = Duration::from_secs(2);
     raw.worker.lease = Duration::from_secs(3);
     if zendesk {
-        raw.zendesk.api_base_url = fake.base_url();
-        raw.zendesk.email = cfg.zendesk_email.clone();
-        raw.zendesk.api_token = cfg.zendesk_token.clone().into();
-        raw.zendesk.webhook_secret = ZENDESK_SECRET.to_string().into();
+        fake.serve_zendesk_for(&mut raw, cfg, ZENDESK_SECRET);
         raw.zendesk.requests_per_minute = 60_000;
     }
     if gorgias {
-        raw.gorgias.api_base_url = fake.base_url();
-        raw.gorgias.email = cfg.gorgias_email.clone();
-        raw.gorgias.api_key = cfg.gorgias_key.clone().into();
-        raw.gorgias.webhook_token = GORGIAS_TOKEN.to_string().into();
+        fake.serve_gorgias_for(&mut raw, cfg, GORGIAS_TOKEN);
         raw.gorgias.requests_per_window = 10_000;
     }
     raw
@@ -310,7 +304,7 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
 }
 
 pub fn now_ts() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    zendesk::timestamp(chrono::Utc::now())
 }
 
 /// A Zendesk trigger body as the README tells admins to write it.
@@ -330,19 +324,9 @@ pub fn gorgias_body(ticket: u64, email: &str) -> String {
 
 impl TestApp {
     pub async fn post_zendesk(&self, body: &str, invocation: Option<&str>) -> reqwest::Response {
-        let ts = now_ts();
-        let sig = zendesk::sign(ZENDESK_SECRET, &ts, body.as_bytes());
-        let mut req = self
-            .http
-            .post(format!("{}/webhooks/zendesk", self.base))
-            .header("X-Zendesk-Webhook-Signature", sig)
-            .header("X-Zendesk-Webhook-Signature-Timestamp", ts)
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
-        if let Some(id) = invocation {
-            req = req.header("X-Zendesk-Webhook-Invocation-Id", id);
-        }
-        req.send().await.expect("request")
+        post_zendesk_to(&self.http, &self.base, body, invocation)
+            .await
+            .expect("request")
     }
 
     pub async fn post_gorgias(&self, body: &str, token: Option<&str>) -> reqwest::Response {
@@ -602,5 +586,24 @@ impl Rig {
         self.store.pool().close().await;
         self.state.drop_db().await;
         self.shop.drop_db().await;
+    }
+}
+
+/// Polls `f` until it holds; fails the test after `within`. Returns how long it took.
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

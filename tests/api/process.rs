@@ -1,12 +1,12 @@
 //! The built binary, driven the way an operator drives it: `serve`, signals, `jobs`, `check-config`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ltv_tagger::demo::fake_helpdesk::Helpdesk;
 
 use crate::helpers::{
-    binary, free_port, post_zendesk_to, rig, trigger_body, Db, ServeProcess, GORGIAS_TOKEN,
-    ZENDESK_SECRET,
+    binary, free_port, post_zendesk_to, rig, trigger_body, wait_until, Db, ServeProcess,
+    GORGIAS_TOKEN, ZENDESK_SECRET,
 };
 
 async fn cli(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
@@ -22,18 +22,6 @@ async fn cli(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    within: Duration,
-    what: &str,
-    mut f: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
