@@ -233,7 +233,7 @@ pub struct TestApp {
     pub state_db: TestDb,
     pub shop: TestDb,
     pub raw: RawSettings,
-    stop: CancellationToken,
+    pub stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 

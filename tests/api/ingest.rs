@@ -360,3 +360,36 @@ async fn a_body_that_trickles_in_too_slowly_gets_408_and_changes_nothing() {
     assert_nothing_stored(&app).await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_draining_readyz_fails_but_webhooks_are_still_accepted() {
+    let app = spawn_app(AppOptions {
+        tweak: Box::new(|r| r.server.drain_delay = Duration::from_secs(3)),
+        ..Default::default()
+    })
+    .await;
+    let ready = |app: &TestApp| {
+        app.http
+            .get(format!("{}/readyz?scope=ingest", app.base))
+            .send()
+    };
+    assert_eq!(ready(&app).await.expect("readyz").status().as_u16(), 200);
+    app.stop.cancel(); // as SIGTERM does
+    crate::helpers::wait_until(
+        Duration::from_secs(2),
+        "readyz to report draining",
+        || async {
+            ready(&app)
+                .await
+                .map(|r| r.status().as_u16() == 503)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let res = app
+        .post_zendesk(&trigger_body(12, "gold@shop.test", ""), None)
+        .await;
+    assert_eq!(res.status().as_u16(), 202, "still accepting while draining");
+    assert_eq!(app.count("inbox").await, 1);
+    app.stop().await;
+}
