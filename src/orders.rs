@@ -42,13 +42,7 @@ use sqlx::{
 const CHECK_EMAIL: &str = "nobody@example.invalid";
 const EMAIL: &[u8] = b":email";
 
-/// What the order database says about one customer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomerStats {
-    pub ltv: Decimal,
-    pub orders: i64,
-    pub disputes: i64,
-}
+pub use crate::domain::CustomerStats;
 
 /// The driver behind `orders.url` (MariaDB uses the MySQL one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

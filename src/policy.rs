@@ -2,19 +2,12 @@
 
 use rust_decimal::Decimal;
 
-use crate::domain::Tag;
+use crate::domain::{CustomerStats, Tag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VipTier {
     pub tag: Tag,
     pub min_ltv: Decimal,
-}
-
-/// What the order database says about a customer.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CustomerFacts {
-    pub ltv: Decimal,
-    pub disputes: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -56,7 +49,7 @@ impl Policy {
     /// - the highest tier whose `min_ltv <= ltv` (at most one VIP tag);
     /// - the dispute tag when `disputes > 0` (if one is configured);
     /// - with `dispute_overrides_vip`, a disputer gets the dispute tag only.
-    pub fn decide(&self, facts: &CustomerFacts) -> Vec<Tag> {
+    pub fn decide(&self, facts: &CustomerStats) -> Vec<Tag> {
         let disputer = facts.disputes > 0;
         let mut tags = Vec::new();
         let vip_allowed = !(disputer && self.dispute_overrides_vip);
@@ -98,9 +91,10 @@ mod tests {
         )
     }
 
-    fn facts(ltv: &str, disputes: i64) -> CustomerFacts {
-        CustomerFacts {
+    fn facts(ltv: &str, disputes: i64) -> CustomerStats {
+        CustomerStats {
             ltv: ltv.parse().expect("decimal"),
+            orders: 1,
             disputes,
         }
     }
@@ -166,7 +160,7 @@ mod tests {
         #[test]
         fn at_most_one_vip_tag_and_it_is_the_best_reachable(cents in -1_000_000i64..10_000_000, disputes in 0i64..3, overrides: bool) {
             let p = policy(overrides);
-            let f = CustomerFacts { ltv: Decimal::new(cents, 2), disputes };
+            let f = CustomerStats { ltv: Decimal::new(cents, 2), orders: 1, disputes };
             let tags = p.decide(&f);
             let vip: Vec<_> = tags.iter().filter(|t| t.as_str().starts_with("vip")).collect();
             prop_assert!(vip.len() <= 1);

@@ -1,15 +1,18 @@
 //! Gorgias REST API: read a customer's email, add tags to a ticket.
 
+use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::{basic_auth, email_at, numeric_id, ApiClient, HelpdeskError, RateBudget};
+use super::api::numeric_id;
+use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError};
 use crate::config::GorgiasSettings;
-use crate::domain::{Source, Tag, TicketId};
+use crate::domain::{RequesterId, Source, Tag, TicketId};
 use crate::metrics::Metrics;
-use crate::store::StateStore;
+use crate::rate_budget::RateBudget;
+use crate::state::StateStore;
 
 pub struct GorgiasClient {
     api: ApiClient,
@@ -53,10 +56,13 @@ impl GorgiasClient {
             )?,
         })
     }
+}
 
+#[async_trait]
+impl Helpdesk for GorgiasClient {
     /// `GET /api/customers/{id}` → `email`.
-    pub async fn customer_email(&self, customer_id: &str) -> Result<Option<String>, HelpdeskError> {
-        let id = numeric_id(customer_id, "Gorgias customer")?;
+    async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
+        let id = numeric_id(id.as_str(), "Gorgias customer")?;
         let v = self
             .api
             .send(Method::GET, &format!("/api/customers/{id}"), None)
@@ -65,7 +71,7 @@ impl GorgiasClient {
     }
 
     /// `POST /api/tickets/{id}/tags` with `{"names": […]}` adds tags (`PUT` would replace them).
-    pub async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
+    async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
         self.api
             .send(
                 Method::POST,

@@ -1,346 +1,81 @@
-//! Helpdesk REST clients. Every call goes through [`ApiClient::send`]: it waits for a token from the
-//! account's shared rate budget, maps statuses to [`HelpdeskError`], honours `Retry-After` by
-//! pausing the whole account, and counts the call in the metrics.
+//! Helpdesk REST clients, looked up by [`Source`] in one registry ([`Helpdesks`]).
+//!
+//! `api.rs` sends every call (rate budget, status → [`HelpdeskError`], `Retry-After`, metrics);
+//! `zendesk.rs` and `gorgias.rs` hold only each vendor's endpoints and auth.
 
+mod api;
+mod error;
 pub mod gorgias;
 pub mod zendesk;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use rand::Rng;
-use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use async_trait::async_trait;
 
-use crate::domain::{truncate, Source};
-use crate::metrics::Metrics;
-use crate::store::{now_ms, StateStore, TokenGrant};
-
+pub use api::{basic_auth, email_at, ApiClient};
+pub use error::HelpdeskError;
 pub use gorgias::GorgiasClient;
 pub use zendesk::ZendeskClient;
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum HelpdeskError {
-    /// 429: try again after `retry_after`.
-    #[error("rate limited (429), retry after {}s", .retry_after.as_secs())]
-    RateLimited { retry_after: Duration },
-    /// 5xx, timeouts, connection errors: worth retrying.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Any other 4xx: retrying the same request will not help.
-    #[error("HTTP {status}: {reason}")]
-    Rejected { status: u16, reason: String },
+use crate::config::Settings;
+use crate::domain::{RequesterId, Source, Tag, TicketId};
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+
+/// What the worker asks of a helpdesk.
+#[async_trait]
+pub trait Helpdesk: Send + Sync {
+    /// The email of the ticket's requester, from the id the event named (`None`: they have none).
+    async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError>;
+
+    /// Adds `tags` to the ticket, keeping the tags it has.
+    async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError>;
 }
 
-/// A token bucket kept in the state DB, so every worker of every replica shares one budget per
-/// helpdesk account.
-#[derive(Clone)]
-pub struct RateBudget {
-    store: StateStore,
-    account: String,
-    capacity: f64,
-    per_ms: f64,
-    /// One waiter per process polls the shared bucket; the others queue here in order, so a
-    /// refill wakes one query per replica rather than one per worker.
-    turn: Arc<tokio::sync::Mutex<()>>,
+/// The configured helpdesks, by source.
+#[derive(Clone, Default)]
+pub struct Helpdesks {
+    zendesk: Option<Arc<dyn Helpdesk>>,
+    gorgias: Option<Arc<dyn Helpdesk>>,
 }
 
-impl RateBudget {
-    pub fn new(store: StateStore, account: String, capacity: f64, per_ms: f64) -> RateBudget {
-        RateBudget {
-            store,
-            account,
-            capacity: capacity.max(1.0),
-            per_ms,
-            turn: Arc::new(tokio::sync::Mutex::new(())),
+impl Helpdesks {
+    /// A client for each helpdesk configured in `settings`.
+    pub fn from_settings(
+        settings: &Settings,
+        store: &StateStore,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Helpdesks> {
+        let mut helpdesks = Helpdesks::default();
+        if let Some(z) = &settings.zendesk {
+            let client = ZendeskClient::new(z, store.clone(), metrics.clone())?;
+            helpdesks = helpdesks.with(Source::Zendesk, Arc::new(client));
+        }
+        if let Some(g) = &settings.gorgias {
+            let client = GorgiasClient::new(g, store.clone(), metrics.clone())?;
+            helpdesks = helpdesks.with(Source::Gorgias, Arc::new(client));
+        }
+        Ok(helpdesks)
+    }
+
+    /// Serves `source` with `client` (tests plug their own in here).
+    pub fn with(mut self, source: Source, client: Arc<dyn Helpdesk>) -> Helpdesks {
+        *self.slot(source) = Some(client);
+        self
+    }
+
+    /// The client for `source`, if that helpdesk is configured.
+    pub fn get(&self, source: Source) -> Option<&dyn Helpdesk> {
+        match source {
+            Source::Zendesk => self.zendesk.as_deref(),
+            Source::Gorgias => self.gorgias.as_deref(),
         }
     }
 
-    /// Zendesk counts requests per minute. Pacing at the full rate after a full-size burst could
-    /// put `2 × limit` calls in one minute, so the burst is a twentieth of the limit and the rate
-    /// the rest: no 60-second window ever holds more than `requests_per_minute` calls.
-    pub fn zendesk(store: StateStore, account: String, requests_per_minute: u32) -> RateBudget {
-        let limit = f64::from(requests_per_minute);
-        let burst = (limit / 20.0).floor().max(1.0);
-        let per_ms = ((limit - burst).max(1.0)) / 60_000.0;
-        RateBudget::new(store, account, burst, per_ms)
-    }
-
-    /// Gorgias is a leaky bucket of `requests` that drains in `window`; we keep 5 % headroom on the
-    /// drain rate for clock differences.
-    pub fn gorgias(
-        store: StateStore,
-        account: String,
-        requests: u32,
-        window: Duration,
-    ) -> RateBudget {
-        let per_ms = f64::from(requests) * 0.95 / (window.as_millis().max(1) as f64);
-        RateBudget::new(store, account, f64::from(requests), per_ms)
-    }
-
-    pub async fn acquire(&self) -> Result<(), HelpdeskError> {
-        let _turn = self.turn.lock().await;
-        loop {
-            let grant = self
-                .store
-                .take_token(&self.account, self.capacity, self.per_ms, now_ms())
-                .await
-                .map_err(|e| HelpdeskError::Unavailable(format!("rate budget: state DB: {e}")))?;
-            match grant {
-                TokenGrant::Granted => return Ok(()),
-                TokenGrant::Wait(d) => {
-                    // A little jitter so waiting workers do not all wake in the same millisecond.
-                    let jitter = rand::thread_rng().gen_range(0..=d.as_millis().min(50) as u64);
-                    tokio::time::sleep(d + Duration::from_millis(jitter)).await;
-                }
-            }
+    fn slot(&mut self, source: Source) -> &mut Option<Arc<dyn Helpdesk>> {
+        match source {
+            Source::Zendesk => &mut self.zendesk,
+            Source::Gorgias => &mut self.gorgias,
         }
-    }
-
-    async fn pause(&self, d: Duration) {
-        let now = now_ms();
-        let until = now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
-        if let Err(e) = self.store.pause_budget(&self.account, until, now).await {
-            tracing::warn!(account = %self.account, error = %e, "cannot record rate-limit pause");
-        }
-    }
-
-    async fn cap(&self, remaining: f64) {
-        if !remaining.is_finite() {
-            return;
-        }
-        let remaining = remaining.clamp(0.0, self.capacity);
-        if let Err(e) = self
-            .store
-            .cap_budget(&self.account, remaining, now_ms())
-            .await
-        {
-            tracing::warn!(account = %self.account, error = %e, "cannot sync rate budget");
-        }
-    }
-}
-
-/// What is common to both helpdesks' HTTP APIs.
-pub struct ApiClient {
-    helpdesk: Source,
-    http: reqwest::Client,
-    base_url: String,
-    authorization: SecretString,
-    budget: RateBudget,
-    metrics: Metrics,
-    /// Reads the helpdesk's own count of calls left, if its answer says.
-    remaining: fn(&HeaderMap) -> Option<f64>,
-}
-
-impl ApiClient {
-    pub fn new(
-        helpdesk: Source,
-        base_url: &str,
-        authorization: SecretString,
-        timeout: Duration,
-        budget: RateBudget,
-        metrics: Metrics,
-        remaining: fn(&HeaderMap) -> Option<f64>,
-    ) -> anyhow::Result<ApiClient> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
-            .user_agent(concat!("ltv-tagger/", env!("CARGO_PKG_VERSION")))
-            // A redirected POST turns into a GET that "succeeds" without writing: never follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(ApiClient {
-            helpdesk,
-            http,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            authorization,
-            budget,
-            metrics,
-            remaining,
-        })
-    }
-
-    /// One call, paced under the account's budget. Returns the parsed JSON answer (or `Null`).
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, HelpdeskError> {
-        self.budget.acquire().await?;
-        let url = format!("{}{path}", self.base_url);
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .header(AUTHORIZATION, self.authorization.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let label = |s: &str| {
-            self.metrics
-                .helpdesk_requests
-                .with_label_values(&[self.helpdesk.as_str(), s])
-                .inc()
-        };
-        let res = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let kind = if e.is_timeout() { "timeout" } else { "error" };
-                label(kind);
-                // reqwest errors name the URL but never the headers: no secret in here.
-                return Err(HelpdeskError::Unavailable(format!(
-                    "{method} {path}: {kind}: {}",
-                    e.without_url()
-                )));
-            }
-        };
-        let status = res.status();
-        label(status.as_str());
-        if let Some(left) = (self.remaining)(res.headers()) {
-            self.budget.cap(left).await;
-        }
-        let retry_after = parse_retry_after(res.headers());
-        let text = res.text().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = retry_after.unwrap_or(Duration::from_secs(10));
-            self.budget.pause(wait).await;
-            return Err(HelpdeskError::RateLimited { retry_after: wait });
-        }
-        let reason = reason_of(&text);
-        if status.is_redirection() {
-            return Err(HelpdeskError::Rejected {
-                status: status.as_u16(),
-                reason: format!("{method} {path}: redirected: check the helpdesk's api_base_url"),
-            });
-        }
-        // 409/423: a concurrent update of the same ticket (likely right after it was created).
-        if status.is_server_error()
-            || status == StatusCode::REQUEST_TIMEOUT
-            || status == StatusCode::CONFLICT
-            || status == StatusCode::LOCKED
-        {
-            if let Some(wait) = retry_after {
-                self.budget.pause(wait).await;
-            }
-            return Err(HelpdeskError::Unavailable(format!(
-                "{method} {path}: HTTP {}: {reason}",
-                status.as_u16()
-            )));
-        }
-        Err(HelpdeskError::Rejected {
-            status: status.as_u16(),
-            reason: format!("{method} {path}: {reason}"),
-        })
-    }
-}
-
-/// `Authorization: Basic base64(credentials)`, kept secret.
-pub(crate) fn basic_auth(credentials: &str) -> SecretString {
-    use base64::Engine;
-    SecretString::from(format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(credentials)
-    ))
-}
-
-/// A user/customer id from a webhook, checked before it goes into a URL path.
-pub(crate) fn numeric_id<'a>(id: &'a str, what: &str) -> Result<&'a str, HelpdeskError> {
-    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(id)
-    } else {
-        Err(HelpdeskError::Rejected {
-            status: 400,
-            reason: format!("{id:?} is not a {what} id"),
-        })
-    }
-}
-
-/// The non-empty string at `pointer` in an API answer.
-pub(crate) fn email_at(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .map(str::to_string)
-}
-
-/// `Retry-After` in seconds (integer or decimal); HTTP dates are rare on these APIs and ignored.
-fn parse_retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = h
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()?;
-    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v.min(3600.0)))
-}
-
-/// The helpdesk's own words, shortened: Zendesk `{"error","description","details"}`, Gorgias
-/// `{"error":{"msg"}}` or plain text.
-fn reason_of(text: &str) -> String {
-    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    let pick = |v: &Value| -> Option<String> {
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(o) => o
-                .get("msg")
-                .or_else(|| o.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        }
-    };
-    let mut parts: Vec<String> = Vec::new();
-    parts.extend(v.get("error").and_then(pick));
-    parts.extend(v.get("description").and_then(pick));
-    if let Some(d) = v.get("details") {
-        parts.push(d.to_string());
-    }
-    if parts.is_empty() {
-        parts.push(if text.trim().is_empty() {
-            "(empty answer)".into()
-        } else {
-            text.trim().to_string()
-        });
-    }
-    truncate(&parts.join(" — "), 300)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_accepts_seconds_only() {
-        let mut h = HeaderMap::new();
-        assert_eq!(parse_retry_after(&h), None);
-        h.insert(RETRY_AFTER, "7".parse().expect("hv"));
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("hv"),
-        );
-        assert_eq!(parse_retry_after(&h), None);
-        h.insert(RETRY_AFTER, "-3".parse().expect("hv"));
-        assert_eq!(parse_retry_after(&h), None);
-    }
-
-    #[test]
-    fn reasons_keep_the_helpdesks_words() {
-        let z = r#"{"error":"RecordInvalid","description":"Record validation errors","details":{"status":[{"description":"Status: closed prevents ticket update"}]}}"#;
-        let r = reason_of(z);
-        assert!(
-            r.starts_with("RecordInvalid — Record validation errors"),
-            "{r}"
-        );
-        assert!(r.contains("closed prevents ticket update"), "{r}");
-        assert_eq!(reason_of(r#"{"error":{"msg":"Not found"}}"#), "Not found");
-        assert_eq!(reason_of(""), "(empty answer)");
     }
 }

@@ -1,15 +1,18 @@
 //! Zendesk Support API: read a requester's email, add tags to a ticket.
 
+use async_trait::async_trait;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::{basic_auth, email_at, numeric_id, ApiClient, HelpdeskError, RateBudget};
+use super::api::numeric_id;
+use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError};
 use crate::config::ZendeskSettings;
-use crate::domain::{Source, Tag, TicketId};
+use crate::domain::{RequesterId, Source, Tag, TicketId};
 use crate::metrics::Metrics;
-use crate::store::StateStore;
+use crate::rate_budget::RateBudget;
+use crate::state::StateStore;
 
 pub struct ZendeskClient {
     api: ApiClient,
@@ -54,10 +57,13 @@ impl ZendeskClient {
             )?,
         })
     }
+}
 
+#[async_trait]
+impl Helpdesk for ZendeskClient {
     /// `GET /api/v2/users/{id}` → `user.email` (None when the user has no email).
-    pub async fn user_email(&self, user_id: &str) -> Result<Option<String>, HelpdeskError> {
-        let id = numeric_id(user_id, "Zendesk user")?;
+    async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
+        let id = numeric_id(id.as_str(), "Zendesk user")?;
         let v = self
             .api
             .send(Method::GET, &format!("/api/v2/users/{id}"), None)
@@ -67,7 +73,7 @@ impl ZendeskClient {
 
     /// `PUT /api/v2/tickets/{id}/tags` adds tags and keeps the others (`POST` would replace them
     /// all: never used).
-    pub async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
+    async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
         self.api
             .send(
                 Method::PUT,

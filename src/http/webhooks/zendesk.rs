@@ -7,9 +7,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::{field_email, field_id, field_tags, parse_json, WebhookError};
-use crate::domain::{Source, TicketId};
-use crate::webhooks::ParsedEvent;
+use super::fields::{field_id, field_tags, parse_json, requester, ticket_id};
+use super::{ParsedEvent, WebhookError};
+use crate::domain::Source;
 
 pub const SIGNATURE_HEADER: &str = "x-zendesk-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-zendesk-webhook-signature-timestamp";
@@ -102,28 +102,17 @@ pub fn parse(body: &[u8]) -> Result<ParsedEvent, WebhookError> {
 }
 
 fn parse_trigger(v: &Value) -> Result<ParsedEvent, WebhookError> {
-    let ticket_id = field_id(v, "ticket_id")?.ok_or_else(|| {
-        WebhookError::BadRequest(
-            "ticket_id is missing: the trigger's JSON body must contain \"ticket_id\": \"{{ticket.id}}\""
-                .into(),
-        )
-    })?;
-    let ticket_id = TicketId::parse(&ticket_id)
-        .map_err(|e| WebhookError::BadRequest(format!("ticket_id: {e}")))?;
-    let requester_email = field_email(v, "requester_email")?;
-    let requester_id = field_id(v, "requester_id")?;
-    require_requester(
-        &requester_email,
-        &requester_id,
-        "requester_email",
-        "requester_id",
+    let ticket_id = ticket_id(
+        v,
+        "ticket_id",
+        "ticket_id",
+        "ticket_id is missing: the trigger's JSON body must contain \"ticket_id\": \"{{ticket.id}}\"",
     )?;
     Ok(ParsedEvent {
         source: Source::Zendesk,
         ticket_id,
         event_type: "trigger".into(),
-        requester_email,
-        requester_id,
+        requester: requester(v, Some("requester_email"), "requester_id", "")?,
         ticket_tags: field_tags(v, "tags")?,
         event_id: None,
     })
@@ -140,51 +129,26 @@ fn parse_event(v: &Value, event_type: &str) -> Result<ParsedEvent, WebhookError>
         .get("detail")
         .filter(|d| d.is_object())
         .ok_or_else(|| WebhookError::BadRequest("detail object is missing".into()))?;
-    let ticket_id = field_id(detail, "id")?
-        .ok_or_else(|| WebhookError::BadRequest("detail.id (the ticket id) is missing".into()))?;
-    let ticket_id = TicketId::parse(&ticket_id)
-        .map_err(|e| WebhookError::BadRequest(format!("detail.id: {e}")))?;
-    let requester_id = field_id(detail, "requester_id")?;
-    let requester_email = None;
-    require_requester(
-        &requester_email,
-        &requester_id,
-        "detail.requester_id",
-        "detail.requester_id",
+    let ticket_id = ticket_id(
+        detail,
+        "id",
+        "detail.id",
+        "detail.id (the ticket id) is missing",
     )?;
     Ok(ParsedEvent {
         source: Source::Zendesk,
         ticket_id,
         event_type: kind.to_string(),
-        requester_email,
-        requester_id,
+        requester: requester(detail, None, "requester_id", "detail.")?,
         ticket_tags: field_tags(detail, "tags")?,
         event_id: field_id(v, "id")?,
     })
 }
 
-fn require_requester(
-    email: &Option<crate::domain::CustomerEmail>,
-    id: &Option<String>,
-    email_key: &str,
-    id_key: &str,
-) -> Result<(), WebhookError> {
-    if email.is_none() && id.is_none() {
-        let keys = if email_key == id_key {
-            email_key.to_string()
-        } else {
-            format!("{email_key} or {id_key}")
-        };
-        return Err(WebhookError::BadRequest(format!(
-            "{keys} is missing: the service cannot tell who the customer is"
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{CustomerEmail, Requester, RequesterId};
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -318,15 +282,20 @@ mod tests {
         assert!(verify(&k, Some(sig.as_bytes()), Some(ts.as_bytes()), &body, at(ts)).is_ok());
     }
 
+    fn email(e: &str) -> Requester {
+        Requester::Email(CustomerEmail::parse(e).expect("email"))
+    }
+
+    fn id(i: &str) -> Requester {
+        Requester::Id(RequesterId::parse(i).expect("id"))
+    }
+
     #[test]
     fn trigger_fixture_parses_with_normalised_email_and_split_tags() {
         let e = parse(&fixture("zendesk-trigger-body.json")).expect("parse");
         assert_eq!(e.ticket_id.get(), 35436);
-        assert_eq!(
-            e.requester_email.map(|e| e.to_string()).as_deref(),
-            Some("jane.doe@example.com")
-        );
-        assert_eq!(e.requester_id.as_deref(), Some("8447388090494"));
+        // The email wins over the id the body also carries: no look-up needed.
+        assert_eq!(e.requester, email("jane.doe@example.com"));
         assert_eq!(e.ticket_tags, ["delivery_issue", "web"]);
         assert_eq!(e.event_type, "trigger");
     }
@@ -335,8 +304,7 @@ mod tests {
     fn event_subscription_fixture_parses() {
         let e = parse(&fixture("zendesk-event-ticket-created.json")).expect("parse");
         assert_eq!(e.ticket_id.get(), 35436);
-        assert_eq!(e.requester_email, None);
-        assert_eq!(e.requester_id.as_deref(), Some("8447388090494"));
+        assert_eq!(e.requester, id("8447388090494"));
         assert_eq!(e.ticket_tags, ["delivery_issue"]);
         assert_eq!(e.event_type, "ticket.created");
         assert_eq!(
@@ -349,10 +317,7 @@ mod tests {
     fn numeric_ids_array_tags_and_comma_tags_are_accepted() {
         let e =
             parse(br#"{"ticket_id": 12, "requester_id": 7, "tags": ["A", "b"]}"#).expect("parse");
-        assert_eq!(
-            (e.ticket_id.get(), e.requester_id.as_deref()),
-            (12, Some("7"))
-        );
+        assert_eq!((e.ticket_id.get(), e.requester), (12, id("7")));
         assert_eq!(e.ticket_tags, ["a", "b"]);
         let e = parse(br#"{"ticket_id": "12", "requester_email": "x@y.z", "tags": "a, b,c"}"#)
             .expect("parse");

@@ -4,8 +4,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{field_email, field_id, field_tags, parse_json, ParsedEvent, WebhookError};
-use crate::domain::{Source, TicketId};
+use super::fields::{field_tags, parse_json, requester, ticket_id};
+use super::{ParsedEvent, WebhookError};
+use crate::domain::Source;
 
 pub const TOKEN_HEADER: &str = "x-webhook-token";
 
@@ -30,28 +31,17 @@ pub fn verify(expected: &SecretString, token: Option<&[u8]>) -> Result<(), Webho
 /// `customer_id` and `tags`.
 pub fn parse(body: &[u8]) -> Result<ParsedEvent, WebhookError> {
     let v = parse_json(body)?;
-    let ticket_id = field_id(&v, "ticket_id")?.ok_or_else(|| {
-        WebhookError::BadRequest(
-            "ticket_id is missing: the integration's body must contain \"ticket_id\": \"{{ticket.id}}\""
-                .into(),
-        )
-    })?;
-    let ticket_id = TicketId::parse(&ticket_id)
-        .map_err(|e| WebhookError::BadRequest(format!("ticket_id: {e}")))?;
-    let requester_email = field_email(&v, "customer_email")?;
-    let requester_id = field_id(&v, "customer_id")?;
-    if requester_email.is_none() && requester_id.is_none() {
-        return Err(WebhookError::BadRequest(
-            "customer_email or customer_id is missing: the service cannot tell who the customer is"
-                .into(),
-        ));
-    }
+    let ticket_id = ticket_id(
+        &v,
+        "ticket_id",
+        "ticket_id",
+        "ticket_id is missing: the integration's body must contain \"ticket_id\": \"{{ticket.id}}\"",
+    )?;
     Ok(ParsedEvent {
         source: Source::Gorgias,
         ticket_id,
         event_type: "http-integration".into(),
-        requester_email,
-        requester_id,
+        requester: requester(&v, Some("customer_email"), "customer_id", "")?,
         ticket_tags: field_tags(&v, "tags")?,
         event_id: None,
     })
@@ -60,6 +50,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedEvent, WebhookError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{CustomerEmail, Requester};
     use proptest::prelude::*;
 
     #[test]
@@ -72,10 +63,9 @@ mod tests {
         let e = parse(&body).expect("parse");
         assert_eq!(e.ticket_id.get(), 4821);
         assert_eq!(
-            e.requester_email.map(|e| e.to_string()).as_deref(),
-            Some("jane.doe@example.com")
+            e.requester,
+            Requester::Email(CustomerEmail::parse("jane.doe@example.com").expect("email"))
         );
-        assert_eq!(e.requester_id.as_deref(), Some("991"));
         assert_eq!(e.ticket_tags, ["refund", "shipping"]);
     }
 

@@ -1,0 +1,16 @@
+//! What can go wrong talking to a helpdesk, classified by what the worker does about it.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HelpdeskError {
+    /// 429: try again after `retry_after`.
+    #[error("rate limited (429), retry after {}s", .retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    /// 5xx, timeouts, connection errors: worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Any other 4xx: retrying the same request will not help.
+    #[error("HTTP {status}: {reason}")]
+    Rejected { status: u16, reason: String },
+}

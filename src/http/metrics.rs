@@ -1,0 +1,21 @@
+//! `/metrics`: the Prometheus text, with the queue's depth read fresh from the state DB.
+
+use actix_web::{web, HttpResponse};
+
+use super::AppState;
+
+pub async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
+    let store = state.store.clone();
+    if let Ok(Ok(d)) = state
+        .on_main(async move { store.queue_depth().await })
+        .await
+    {
+        let g = &state.metrics.jobs_in_state;
+        g.with_label_values(&["queued"]).set(d.queued);
+        g.with_label_values(&["running"]).set(d.running);
+        g.with_label_values(&["dead"]).set(d.dead);
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
