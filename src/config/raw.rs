@@ -1,0 +1,169 @@
+//! The raw serde schema: what the files and the environment say, before any check.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::redact::{redact, redact_url};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub server: ServerSettings,
+    pub state: StateSettings,
+    pub worker: WorkerSettings,
+    pub orders: OrdersSettings,
+    pub policy: RawPolicy,
+    pub zendesk: RawZendesk,
+    pub gorgias: RawGorgias,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    pub log_format: String,
+    pub log_level: String,
+}
+
+/// Its `Debug` (in `redact.rs`) shows the URL's password redacted.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    /// Read `url` from this file instead (it may hold a password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    pub migrate_on_start: bool,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_horizon: Duration,
+}
+
+/// Its `Debug` (in `redact.rs`) shows the URL's password redacted.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersSettings {
+    #[serde(serialize_with = "redact_url")]
+    pub url: String,
+    /// Read `url` from this file instead (it may hold a password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+    pub query: String,
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    pub cache_capacity: u64,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub dispute_tag: String,
+    pub dispute_overrides_vip: bool,
+    pub vip_tiers: Vec<RawTier>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    pub tag: String,
+    pub min_ltv: Amount,
+}
+
+/// A money amount as written in config: a decimal string ("499.99") or an integer (500).
+/// Floats are refused: 0.1 + 0.2 is not money.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Amount {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZendesk {
+    pub subdomain: String,
+    pub api_base_url: String,
+    pub email: String,
+    #[serde(serialize_with = "redact")]
+    pub api_token: SecretString,
+    #[serde(default)]
+    pub api_token_file: Option<PathBuf>,
+    #[serde(serialize_with = "redact")]
+    pub webhook_secret: SecretString,
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub timestamp_tolerance: Duration,
+    pub requests_per_minute: u32,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub dangerous_accept_test_secret: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGorgias {
+    pub domain: String,
+    pub api_base_url: String,
+    pub email: String,
+    #[serde(serialize_with = "redact")]
+    pub api_key: SecretString,
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    #[serde(serialize_with = "redact")]
+    pub webhook_token: SecretString,
+    #[serde(default)]
+    pub webhook_token_file: Option<PathBuf>,
+    pub requests_per_window: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{errors_of, MINIMAL};
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let errs = errors_of(&format!("{MINIMAL}\n[server]\nbnid = \"0.0.0.0:1\"\n"));
+        assert!(errs.iter().any(|e| e.contains("bnid")), "{errs:?}");
+    }
+}

@@ -1,0 +1,184 @@
+//! Validation of the `[zendesk]` and `[gorgias]` sections: account URL, agent email, credentials.
+
+use std::time::Duration;
+
+use crate::config::raw::{RawGorgias, RawZendesk};
+use crate::config::secrets::secret;
+use crate::config::{GorgiasSettings, ZendeskSettings};
+
+/// `https://{name}.{domain}` unless `api_base_url` overrides it.
+fn base_url(
+    section: &str,
+    name_key: &str,
+    name: &str,
+    override_url: &str,
+    domain: &str,
+    errs: &mut Vec<String>,
+) -> Option<String> {
+    let url = override_url.trim().trim_end_matches('/');
+    if !url.is_empty() {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Some(url.to_ascii_lowercase());
+        }
+        errs.push(format!(
+            "{section}.api_base_url: {url:?} must start with http:// or https://"
+        ));
+        return None;
+    }
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        Some(format!("https://{}.{domain}", name.to_ascii_lowercase()))
+    } else {
+        errs.push(format!(
+            "{section}.{name_key}: {name:?} must be the bare account name (e.g. \"acme\" for acme.{domain})"
+        ));
+        None
+    }
+}
+
+fn require_email(section: &str, email: &str, errs: &mut Vec<String>) {
+    if !email.contains('@') {
+        errs.push(format!(
+            "{section}.email: required: the agent email the API token belongs to"
+        ));
+    }
+}
+
+impl RawZendesk {
+    fn enabled(&self) -> bool {
+        !self.subdomain.trim().is_empty() || !self.api_base_url.trim().is_empty()
+    }
+
+    pub(super) fn validate(&self, errs: &mut Vec<String>) -> Option<ZendeskSettings> {
+        if !self.enabled() {
+            return None;
+        }
+        let n = errs.len();
+        let base = base_url(
+            "zendesk",
+            "subdomain",
+            &self.subdomain,
+            &self.api_base_url,
+            "zendesk.com",
+            errs,
+        );
+        require_email("zendesk", &self.email, errs);
+        let api_token = secret(
+            "zendesk",
+            "api_token",
+            &self.api_token,
+            &self.api_token_file,
+            errs,
+        );
+        let webhook_secret = secret(
+            "zendesk",
+            "webhook_secret",
+            &self.webhook_secret,
+            &self.webhook_secret_file,
+            errs,
+        );
+        if self.requests_per_minute == 0 {
+            errs.push("zendesk.requests_per_minute: must be at least 1".into());
+        }
+        if self.timestamp_tolerance < Duration::from_secs(1) {
+            errs.push("zendesk.timestamp_tolerance: must be at least 1s".into());
+        }
+        if self.request_timeout.is_zero() {
+            errs.push("zendesk.request_timeout: must be more than 0s".into());
+        }
+        if errs.len() > n {
+            return None;
+        }
+        Some(ZendeskSettings {
+            base_url: base?,
+            email: self.email.trim().to_string(),
+            api_token: api_token?,
+            webhook_secret: webhook_secret?,
+            timestamp_tolerance: self.timestamp_tolerance,
+            requests_per_minute: self.requests_per_minute,
+            request_timeout: self.request_timeout,
+            dangerous_accept_test_secret: self.dangerous_accept_test_secret,
+        })
+    }
+}
+
+impl RawGorgias {
+    fn enabled(&self) -> bool {
+        !self.domain.trim().is_empty() || !self.api_base_url.trim().is_empty()
+    }
+
+    pub(super) fn validate(&self, errs: &mut Vec<String>) -> Option<GorgiasSettings> {
+        if !self.enabled() {
+            return None;
+        }
+        let n = errs.len();
+        let base = base_url(
+            "gorgias",
+            "domain",
+            &self.domain,
+            &self.api_base_url,
+            "gorgias.com",
+            errs,
+        );
+        require_email("gorgias", &self.email, errs);
+        let api_key = secret(
+            "gorgias",
+            "api_key",
+            &self.api_key,
+            &self.api_key_file,
+            errs,
+        );
+        let webhook_token = secret(
+            "gorgias",
+            "webhook_token",
+            &self.webhook_token,
+            &self.webhook_token_file,
+            errs,
+        );
+        if self.requests_per_window == 0 {
+            errs.push("gorgias.requests_per_window: must be at least 1".into());
+        }
+        if self.window < Duration::from_secs(1) {
+            errs.push("gorgias.window: must be at least 1s".into());
+        }
+        if self.request_timeout.is_zero() {
+            errs.push("gorgias.request_timeout: must be more than 0s".into());
+        }
+        if errs.len() > n {
+            return None;
+        }
+        Some(GorgiasSettings {
+            base_url: base?,
+            email: self.email.trim().to_string(),
+            api_key: api_key?,
+            webhook_token: webhook_token?,
+            requests_per_window: self.requests_per_window,
+            window: self.window,
+            request_timeout: self.request_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::test_support::errors_of;
+
+    #[test]
+    fn zendesk_without_secrets_names_each_key() {
+        let errs =
+            errors_of("[orders]\nurl = \"sqlite://x.db\"\n[zendesk]\nsubdomain = \"acme\"\n");
+        for key in [
+            "zendesk.email:",
+            "zendesk.api_token:",
+            "zendesk.webhook_secret:",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(key)),
+                "{key} missing in {errs:?}"
+            );
+        }
+    }
+}

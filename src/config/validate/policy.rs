@@ -1,0 +1,99 @@
+//! Validation of the `[policy]` section: tags parse, amounts are exact, tiers are distinct.
+
+use rust_decimal::Decimal;
+
+use crate::config::raw::{Amount, RawPolicy};
+use crate::domain::Tag;
+use crate::policy::{Policy, VipTier};
+
+impl RawPolicy {
+    pub(super) fn validate(&self) -> Result<Policy, Vec<String>> {
+        let mut errs = Vec::new();
+        let dispute_tag = if self.dispute_tag.trim().is_empty() {
+            None
+        } else {
+            match Tag::parse(&self.dispute_tag) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    errs.push(format!("policy.dispute_tag: {e}"));
+                    None
+                }
+            }
+        };
+        let mut tiers = Vec::new();
+        for (i, t) in self.vip_tiers.iter().enumerate() {
+            let key = format!("policy.vip_tiers[{i}]");
+            let tag = Tag::parse(&t.tag).map_err(|e| format!("{key}.tag: {e}"));
+            let min = match &t.min_ltv {
+                Amount::Text(s) => s.trim().parse::<Decimal>().map_err(|_| {
+                    format!("{key}.min_ltv: {s:?} is not a decimal amount (write it like \"499.99\")")
+                }),
+                Amount::Integer(n) => Ok(Decimal::from(*n)),
+                Amount::Float(f) => Err(format!(
+                    "{key}.min_ltv: write amounts as strings to keep them exact, e.g. min_ltv = \"{f}\""
+                )),
+            }
+            .and_then(|d| {
+                if d.is_sign_negative() {
+                    Err(format!("{key}.min_ltv: must not be negative"))
+                } else {
+                    Ok(d)
+                }
+            });
+            match (tag, min) {
+                (Ok(tag), Ok(min_ltv)) => tiers.push(VipTier { tag, min_ltv }),
+                (tag, min) => {
+                    errs.extend(tag.err());
+                    errs.extend(min.err());
+                }
+            }
+        }
+        for (i, t) in tiers.iter().enumerate() {
+            if tiers[..i].iter().any(|o| o.tag == t.tag) {
+                errs.push(format!(
+                    "policy.vip_tiers: tag {:?} is used by two tiers",
+                    t.tag.as_str()
+                ));
+            }
+            if tiers[..i].iter().any(|o| o.min_ltv == t.min_ltv) {
+                errs.push(format!(
+                    "policy.vip_tiers: two tiers start at min_ltv {}",
+                    t.min_ltv
+                ));
+            }
+            if dispute_tag.as_ref() == Some(&t.tag) {
+                errs.push(format!(
+                    "policy.dispute_tag: {:?} is also a VIP tier tag",
+                    t.tag.as_str()
+                ));
+            }
+        }
+        if errs.is_empty() {
+            Ok(Policy::new(tiers, dispute_tag, self.dispute_overrides_vip))
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::test_support::{errors_of, MINIMAL};
+
+    #[test]
+    fn float_and_garbage_thresholds_are_refused_with_their_key() {
+        let errs = errors_of(&format!(
+            "{MINIMAL}\n[policy]\nvip_tiers = [{{ tag = \"vip\", min_ltv = 499.5 }}, {{ tag = \"gold\", min_ltv = \"lots\" }}]\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("policy.vip_tiers[0].min_ltv:")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("policy.vip_tiers[1].min_ltv:")),
+            "{errs:?}"
+        );
+    }
+}
