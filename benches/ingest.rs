@@ -35,14 +35,16 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 use sqlx::Connection;
 
+use ltv_tagger::app::Application;
+use ltv_tagger::clock::Millis;
 use ltv_tagger::config::{RawSettings, Settings};
 use ltv_tagger::demo::create_sample_shop;
 use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
+use ltv_tagger::domain::CustomerStats;
 use ltv_tagger::domain::Tag;
-use ltv_tagger::policy::{CustomerFacts, Policy, VipTier};
-use ltv_tagger::startup::Application;
-use ltv_tagger::store::{now_ms, NewEvent, StateStore};
-use ltv_tagger::webhooks::{self, gorgias, zendesk};
+use ltv_tagger::http::webhooks::{self, gorgias, zendesk};
+use ltv_tagger::policy::{Policy, VipTier};
+use ltv_tagger::state::{NewEvent, StateStore};
 
 // ---- sizes (the whole run stays under ~3 minutes on 2 shared cores) ---------------------------
 
@@ -344,15 +346,18 @@ fn micro_section(table: &mut Table, sections: &Sections) {
         Some(tag("dispute")),
         true,
     );
-    let gold = CustomerFacts {
+    let gold = CustomerStats {
+        orders: 3,
         ltv: "3000.00".parse().expect("decimal"),
         disputes: 0,
     };
-    let disputer = CustomerFacts {
+    let disputer = CustomerStats {
+        orders: 1,
         ltv: "9000.00".parse().expect("decimal"),
         disputes: 1,
     };
-    let nobody = CustomerFacts {
+    let nobody = CustomerStats {
+        orders: 1,
         ltv: "35.90".parse().expect("decimal"),
         disputes: 0,
     };
@@ -731,7 +736,7 @@ async fn ingest_section(
                 for _ in 0..ENQUEUE_N {
                     let ev = queued_event(CUSTOMERS[0]);
                     let t = Instant::now();
-                    b.store.enqueue(&ev, now_ms()).await?;
+                    b.store.enqueue(&ev, Millis::now()).await?;
                     b.enqueue_ns.push(t.elapsed().as_nanos() as f64);
                 }
             }
@@ -812,15 +817,14 @@ fn queued_event(email: &str) -> NewEvent {
         Some(&invocation),
         &ev,
         body.as_bytes(),
-        now_ms(),
+        Millis::now(),
         Duration::from_secs(600),
     );
     NewEvent {
         source: ev.source,
         ticket_id: ev.ticket_id,
         event_type: ev.event_type,
-        requester_email: ev.requester_email.map(|e| e.to_string()),
-        requester_id: ev.requester_id,
+        requester: Some(ev.requester),
         ticket_tags: ev.ticket_tags,
         dedupe_key: key,
         body,
@@ -874,7 +878,7 @@ async fn process_round(
         store.migrate().await?;
         for i in 0..PROCESS_N {
             store
-                .enqueue(&queued_event(CUSTOMERS[i % CUSTOMERS.len()]), now_ms())
+                .enqueue(&queued_event(CUSTOMERS[i % CUSTOMERS.len()]), Millis::now())
                 .await?;
         }
         let start = Instant::now();
@@ -1032,7 +1036,7 @@ async fn time_claims(store: &StateStore, samples: usize) -> anyhow::Result<Vec<f
     for _ in 0..samples {
         let t = Instant::now();
         let jobs = store
-            .claim("bench", 8, Duration::from_secs(30), now_ms())
+            .claim("bench", 8, Duration::from_secs(30), Millis::now())
             .await?;
         v.push(t.elapsed().as_nanos() as f64);
         anyhow::ensure!(jobs.len() == 8, "claimed {} jobs", jobs.len());

@@ -76,18 +76,15 @@ impl Application {
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let grace = settings.server.shutdown_grace;
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .configure(http::routes)
-        })
-        .listen(listener)?
-        .disable_signals()
-        .max_connections(settings.server.max_connections)
-        .client_request_timeout(settings.server.request_timeout)
-        .client_disconnect_timeout(Duration::from_secs(2))
-        .shutdown_timeout(grace.as_secs().max(1))
-        .run();
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+                .listen(listener)?
+                .disable_signals()
+                .max_connections(settings.server.max_connections)
+                .client_request_timeout(settings.server.request_timeout)
+                .client_disconnect_timeout(Duration::from_secs(2))
+                .shutdown_timeout(grace.as_secs().max(1))
+                .run();
 
         let worker = Arc::new(Worker {
             store,

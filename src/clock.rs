@@ -71,12 +71,18 @@ mod tests {
         let t = Millis::from_epoch_ms(10_000);
         assert_eq!((t + Duration::from_secs(2)).as_epoch_ms(), 12_000);
         assert_eq!((t - Duration::from_secs(2)).as_epoch_ms(), 8_000);
-        assert_eq!(t.since(Millis::from_epoch_ms(4_000)), Duration::from_secs(6));
+        assert_eq!(
+            t.since(Millis::from_epoch_ms(4_000)),
+            Duration::from_secs(6)
+        );
         assert_eq!(Millis::from_epoch_ms(4_000).since(t), Duration::ZERO);
         assert_eq!(
             (Millis::from_epoch_ms(i64::MAX) + Duration::from_secs(1)).as_epoch_ms(),
             i64::MAX
         );
-        assert_eq!(Millis::from_epoch_ms(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Millis::from_epoch_ms(0).to_rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
     }
 }

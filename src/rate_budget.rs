@@ -36,7 +36,8 @@ pub struct RateBudget {
 
 /// The bucket's level after refilling: `min(capacity, tokens + elapsed × per_ms)`, with the
 /// elapsed time clamped at 0 against clock skew. `$1` now, `$2` per_ms, `$3` capacity.
-const REFILLED: &str = "(case when tokens + (case when $1 > refilled_at then $1 - refilled_at else 0 end) * $2 > $3
+const REFILLED: &str =
+    "(case when tokens + (case when $1 > refilled_at then $1 - refilled_at else 0 end) * $2 > $3
       then $3
       else tokens + (case when $1 > refilled_at then $1 - refilled_at else 0 end) * $2 end)";
 

@@ -3,7 +3,6 @@
 use crate::config::Settings;
 use crate::domain::{CustomerEmail, Tag};
 use crate::orders::OrderDb;
-use crate::policy::CustomerFacts;
 
 pub(super) async fn explain(s: Settings, email: String) -> anyhow::Result<()> {
     let email = CustomerEmail::parse(&email).map_err(anyhow::Error::msg)?;
@@ -11,10 +10,7 @@ pub(super) async fn explain(s: Settings, email: String) -> anyhow::Result<()> {
     match db.lookup(email.as_str()).await? {
         None => println!("{email}: unknown customer (the query returned no row): no tags"),
         Some(stats) => {
-            let tags = s.policy.decide(&CustomerFacts {
-                ltv: stats.ltv,
-                disputes: stats.disputes,
-            });
+            let tags = s.policy.decide(&stats);
             let tags: Vec<String> = tags.iter().map(Tag::to_string).collect();
             println!(
                 "{email}: ltv {} over {} orders, {} disputes → tags: {}",

@@ -2,8 +2,10 @@
 
 use clap::Subcommand;
 
+use crate::clock::Millis;
 use crate::config::Settings;
-use crate::store::{now_ms, StateStore};
+use crate::domain::{JobId, JobState};
+use crate::state::StateStore;
 
 #[derive(Debug, Subcommand)]
 pub enum JobsAction {
@@ -49,7 +51,7 @@ pub(super) async fn jobs(s: Settings, action: JobsAction) -> anyhow::Result<()> 
                 "id", "helpdesk", "ticket", "state", "attempts", "next run / updated"
             );
             for r in rows {
-                let at = if r.state == "queued" {
+                let at = if r.state == JobState::Queued {
                     r.run_at
                 } else {
                     r.updated_at
@@ -68,12 +70,12 @@ pub(super) async fn jobs(s: Settings, action: JobsAction) -> anyhow::Result<()> 
         }
         JobsAction::Retry { id, all_dead } => {
             let ids = match id {
-                Some(id) if !all_dead => vec![id],
+                Some(id) if !all_dead => vec![JobId::new(id)],
                 _ => store.dead_job_ids().await?,
             };
             let mut queued = 0;
             for id in &ids {
-                if store.retry_dead(*id, now_ms()).await? {
+                if store.retry_dead(*id, Millis::now()).await? {
                     queued += 1;
                 } else {
                     eprintln!("job {id} is not dead-lettered: left as it is");
@@ -88,8 +90,8 @@ pub(super) async fn jobs(s: Settings, action: JobsAction) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn when(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
+fn when(at: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(at.as_epoch_ms())
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| ms.to_string())
+        .unwrap_or_else(|| at.as_epoch_ms().to_string())
 }

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::Application;
 use crate::config::Settings;
-use crate::startup::Application;
-use crate::store::StateStore;
+use crate::state::StateStore;
 
 pub use jobs::JobsAction;
 

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
+use crate::app::Application;
 use crate::config::{RawSettings, Settings};
-use crate::startup::Application;
-use crate::store::{AuditRow, StateStore};
-use crate::webhooks::zendesk;
+use crate::http::webhooks::zendesk;
+use crate::state::{AuditRow, StateStore};
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 
 const DEMO_SECRET: &str = "demo-signing-secret";
@@ -217,7 +217,8 @@ fn print_table(rows: &[AuditRow], fake: &FakeHelpdesk) {
                 .unwrap_or_else(|| "-".into()),
             written,
             a.outcome,
-            fake.tags(Helpdesk::Zendesk, &r.ticket_id).join(" ")
+            fake.tags(Helpdesk::Zendesk, &r.ticket_id.to_string())
+                .join(" ")
         );
     }
 }

@@ -12,7 +12,7 @@ pub async fn livez() -> HttpResponse {
 }
 
 #[derive(serde::Deserialize)]
-struct ReadyQuery {
+pub struct ReadyQuery {
     /// `ingest`: only what accepting webhooks needs (the state DB).
     scope: Option<String>,
 }

@@ -52,7 +52,8 @@ impl Enqueued {
     }
 }
 
-const INSERT_INBOX: &str = "insert into inbox (source, dedupe_key, ticket_id, event_type, body, received_at)
+const INSERT_INBOX: &str =
+    "insert into inbox (source, dedupe_key, ticket_id, event_type, body, received_at)
      values ($1, $2, $3, $4, $5, $6)
      on conflict (source, dedupe_key) do nothing
      returning id";

@@ -8,9 +8,7 @@ use std::time::Duration;
 use super::audit::{insert_audit, AuditRecord};
 use super::{is_unique_violation, split_tags, Backend, StateStore};
 use crate::clock::Millis;
-use crate::domain::{
-    CustomerEmail, JobId, JobState, Requester, RequesterId, Source, TicketId,
-};
+use crate::domain::{CustomerEmail, JobId, JobState, Requester, RequesterId, Source, TicketId};
 
 /// A job as claimed: what the worker needs to process it.
 #[derive(Debug, Clone)]

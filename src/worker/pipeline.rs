@@ -43,7 +43,9 @@ impl Worker {
     /// Runs the steps of one attempt; each either hands its result to the next or ends it.
     pub(super) async fn process(&self, job: &Job) -> Attempt {
         let mut found = Findings::default();
-        self.steps(job, &mut found).await.unwrap_or_else(|stop| *stop)
+        self.steps(job, &mut found)
+            .await
+            .unwrap_or_else(|stop| *stop)
     }
 
     async fn steps(&self, job: &Job, found: &mut Findings) -> Result<Attempt, Stop> {
@@ -99,8 +101,7 @@ impl Worker {
                 )))
             }
         };
-        CustomerEmail::parse(&raw)
-            .map_err(|e| Box::new(found.finished(Outcome::NoEmail, Some(e))))
+        CustomerEmail::parse(&raw).map_err(|e| Box::new(found.finished(Outcome::NoEmail, Some(e))))
     }
 
     /// 2. What is the customer worth? `None`: the order DB does not know them.

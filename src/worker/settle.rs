@@ -120,7 +120,9 @@ impl Worker {
                 Some(audit.outcome)
             }
             Ok(false) => {
-                tracing::warn!("lease lost before the job could be recorded; another worker has it");
+                tracing::warn!(
+                    "lease lost before the job could be recorded; another worker has it"
+                );
                 None
             }
             Err(e) => {

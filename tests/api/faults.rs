@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
-use ltv_tagger::store::StateStore;
+use ltv_tagger::state::StateStore;
 use tokio::task::JoinSet;
 
 use crate::helpers::{

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ltv_tagger::app::Application;
 use ltv_tagger::config::RawSettings;
 use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::domain::{Source, TicketId};
-use ltv_tagger::startup::Application;
-use ltv_tagger::store::{AuditRow, StateStore};
-use ltv_tagger::webhooks::zendesk;
+use ltv_tagger::http::webhooks::zendesk;
+use ltv_tagger::state::{AuditRow, StateStore};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 

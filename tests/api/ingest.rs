@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ltv_tagger::webhooks::zendesk;
+use ltv_tagger::http::webhooks::zendesk;
 
 use crate::helpers::{
     gorgias_body, now_ts, spawn_app, trigger_body, AppOptions, TestApp, GORGIAS_TOKEN,
@@ -227,7 +227,7 @@ async fn an_unreachable_state_db_answers_503_with_retry_after() {
     raw.state.url = "postgres://postgres@127.0.0.1:1/nothing".into();
     raw.state.migrate_on_start = false;
     raw.state.connect_timeout = Duration::from_millis(500);
-    let broken = ltv_tagger::startup::Application::build(raw.validate().expect("valid"))
+    let broken = ltv_tagger::app::Application::build(raw.validate().expect("valid"))
         .await
         .expect("builds");
     let port = broken.port();

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use ltv_tagger::domain::{Source, TicketId};
-use ltv_tagger::store::{Enqueued, NewEvent, StateStore};
+use ltv_tagger::clock::Millis;
+use ltv_tagger::domain::{CustomerEmail, JobId, Requester, Source, TicketId};
+use ltv_tagger::state::{Enqueued, NewEvent, StateStore};
 
 use crate::helpers::{Db, TestDb};
 
@@ -12,8 +13,9 @@ fn event(ticket: &str, key: &str) -> NewEvent {
         source: Source::Zendesk,
         ticket_id: TicketId::parse(ticket).expect("id"),
         event_type: "trigger".into(),
-        requester_email: Some("gold@shop.test".into()),
-        requester_id: None,
+        requester: Some(Requester::Email(
+            CustomerEmail::parse("gold@shop.test").expect("email"),
+        )),
         ticket_tags: vec![],
         dedupe_key: key.into(),
         body: "{}".into(),
@@ -33,26 +35,27 @@ async fn store(kind: Db) -> (StateStore, TestDb) {
 async fn one_ticket_never_runs_twice_at_once(kind: Db) {
     let (store, db) = store(kind).await;
     let lease = Duration::from_secs(30);
-    let t0 = 1_000_000;
+    let t0 = Millis::from_epoch_ms(1_000_000);
+    let ms = Duration::from_millis;
     assert!(matches!(
         store.enqueue(&event("7", "a"), t0).await.expect("enqueue"),
-        Enqueued::Accepted { .. }
+        Enqueued::Queued(_)
     ));
     let first = store.claim("worker-a", 10, lease, t0).await.expect("claim");
     assert_eq!(first.len(), 1);
     // A later event for the same ticket waits while the first job runs…
     store
-        .enqueue(&event("7", "b"), t0 + 1)
+        .enqueue(&event("7", "b"), t0 + ms(1))
         .await
         .expect("enqueue");
     assert!(store
-        .claim("worker-b", 10, lease, t0 + 2)
+        .claim("worker-b", 10, lease, t0 + ms(2))
         .await
         .expect("claim")
         .is_empty());
     // Once the first job's lease has expired (its worker died), the waiting job takes over and
     // the expired one is folded into it: never both.
-    let after = t0 + 31_000;
+    let after = t0 + ms(31_000);
     let next = store
         .claim("worker-b", 10, lease, after)
         .await
@@ -60,7 +63,7 @@ async fn one_ticket_never_runs_twice_at_once(kind: Db) {
     assert_eq!(next.len(), 1);
     assert_ne!(next[0].id, first[0].id);
     assert!(store
-        .claim("worker-c", 10, lease, after + 1)
+        .claim("worker-c", 10, lease, after + ms(1))
         .await
         .expect("claim")
         .is_empty());
@@ -70,16 +73,16 @@ async fn one_ticket_never_runs_twice_at_once(kind: Db) {
         .await
         .expect("enqueue");
     let eight = store
-        .claim("worker-c", 10, lease, after + 2)
+        .claim("worker-c", 10, lease, after + ms(2))
         .await
         .expect("claim");
     assert_eq!(eight.len(), 1);
-    let later = after + 62_000;
+    let later = after + ms(62_000);
     let again = store
         .claim("worker-d", 10, lease, later)
         .await
         .expect("claim");
-    let ids: Vec<i64> = again.iter().map(|j| j.id).collect();
+    let ids: Vec<JobId> = again.iter().map(|j| j.id).collect();
     assert!(ids.contains(&eight[0].id), "{ids:?}");
     assert_eq!(
         again

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use ltv_tagger::clock::Millis;
 use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
-use ltv_tagger::store::{now_ms, StateStore};
+use ltv_tagger::rate_budget::RateBudget;
+use ltv_tagger::state::StateStore;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
@@ -305,18 +307,17 @@ async fn three_replicas_on_one_postgres_share_the_work_and_the_rate_limit() {
         "zendesk:{}",
         settings.zendesk.as_ref().expect("zendesk on").base_url
     );
-    store
-        .ensure_budget(&account, service_burst() as f64, now_ms())
-        .await
-        .expect("budget row");
+    let zendesk = settings.zendesk.as_ref().expect("zendesk on");
+    let budget = RateBudget::zendesk(store.clone(), account, zendesk.requests_per_minute);
+    budget.ensure(Millis::now()).await.expect("budget row");
     let paused = CancellationToken::new();
     let pauser = {
-        let (store, account, paused) = (store.clone(), account.clone(), paused.clone());
+        let (budget, paused) = (budget.clone(), paused.clone());
         tokio::spawn(async move {
             while !paused.is_cancelled() {
-                let now = now_ms();
-                store
-                    .pause_budget(&account, now + 2_000, now)
+                let now = Millis::now();
+                budget
+                    .pause_until(now + Duration::from_secs(2), now)
                     .await
                     .expect("pause");
                 tokio::select! {
@@ -459,7 +460,7 @@ async fn three_replicas_on_one_postgres_share_the_work_and_the_rate_limit() {
     let mut seen_tickets = HashSet::new();
     let mut seen_jobs = HashSet::new();
     for a in &audit {
-        let ticket: u64 = a.ticket_id.parse().expect("ticket id");
+        let ticket: u64 = a.ticket_id.get();
         assert!(seen_tickets.insert(ticket), "ticket {ticket} decided twice");
         assert!(
             seen_jobs.insert(a.job_id),
@@ -593,7 +594,7 @@ async fn three_replicas_on_one_postgres_share_the_work_and_the_rate_limit() {
     let written: HashSet<i64> = audit
         .iter()
         .filter(|a| !a.record.tags_written.is_empty())
-        .map(|a| a.job_id)
+        .map(|a| a.job_id.get())
         .collect();
     for (i, jobs) in done_by.iter().enumerate() {
         let writes = jobs.iter().filter(|j| written.contains(j)).count();

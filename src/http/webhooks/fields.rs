@@ -78,7 +78,12 @@ pub fn field_tags(v: &Value, key: &str) -> Result<Vec<String>, WebhookError> {
 }
 
 /// The ticket id at `key` (`label` names it in errors); `missing` says how to fix its absence.
-pub fn ticket_id(v: &Value, key: &str, label: &str, missing: &str) -> Result<TicketId, WebhookError> {
+pub fn ticket_id(
+    v: &Value,
+    key: &str,
+    label: &str,
+    missing: &str,
+) -> Result<TicketId, WebhookError> {
     let raw = field_id(v, key)?.ok_or_else(|| WebhookError::BadRequest(missing.to_string()))?;
     TicketId::parse(&raw).map_err(|e| WebhookError::BadRequest(format!("{label}: {e}")))
 }

@@ -83,8 +83,7 @@ async fn ingest(
 ) -> Result<HttpResponse, WebhookError> {
     let result = async {
         before_body(&state, req.headers())?;
-        let body =
-            body::read_body(&req, payload, state.max_body_bytes, state.body_timeout).await?;
+        let body = body::read_body(&req, payload, state.max_body_bytes, state.body_timeout).await?;
         let authentic = accept(&state, req.headers(), &body)?;
         commit(&state, authentic, &body).await
     }
@@ -103,7 +102,13 @@ async fn commit(
     let new = NewEvent {
         source: event.source,
         ticket_id: event.ticket_id,
-        dedupe_key: dedupe_key(delivery_id.as_deref(), &event, body, now, state.dedupe_window),
+        dedupe_key: dedupe_key(
+            delivery_id.as_deref(),
+            &event,
+            body,
+            now,
+            state.dedupe_window,
+        ),
         event_type: event.event_type,
         requester: Some(event.requester),
         ticket_tags: event.ticket_tags,
@@ -241,13 +246,31 @@ mod tests {
     fn dedupe_prefers_the_delivery_id_then_the_event_id_then_the_body() {
         let w = Duration::from_secs(600);
         assert_eq!(
-            dedupe_key(Some("inv-1"), &event(Some("e")), b"{}", Millis::from_epoch_ms(0), w),
+            dedupe_key(
+                Some("inv-1"),
+                &event(Some("e")),
+                b"{}",
+                Millis::from_epoch_ms(0),
+                w
+            ),
             "delivery:inv-1"
         );
-        assert_eq!(dedupe_key(None, &event(Some("e")), b"{}", Millis::from_epoch_ms(0), w), "event:e");
+        assert_eq!(
+            dedupe_key(None, &event(Some("e")), b"{}", Millis::from_epoch_ms(0), w),
+            "event:e"
+        );
         let a = dedupe_key(None, &event(None), b"{}", Millis::from_epoch_ms(1_000), w);
-        assert_eq!(a, dedupe_key(None, &event(None), b"{}", Millis::from_epoch_ms(2_000), w));
-        assert_ne!(a, dedupe_key(None, &event(None), b"{ }", Millis::from_epoch_ms(2_000), w));
-        assert_ne!(a, dedupe_key(None, &event(None), b"{}", Millis::from_epoch_ms(601_000), w));
+        assert_eq!(
+            a,
+            dedupe_key(None, &event(None), b"{}", Millis::from_epoch_ms(2_000), w)
+        );
+        assert_ne!(
+            a,
+            dedupe_key(None, &event(None), b"{ }", Millis::from_epoch_ms(2_000), w)
+        );
+        assert_ne!(
+            a,
+            dedupe_key(None, &event(None), b"{}", Millis::from_epoch_ms(601_000), w)
+        );
     }
 }
