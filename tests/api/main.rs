@@ -5,6 +5,7 @@ mod support;
 
 mod faults;
 mod ingest;
+mod orders;
 mod process;
 mod queue;
 mod scale;
