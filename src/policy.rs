@@ -50,16 +50,78 @@ impl Policy {
     /// - the dispute tag when `disputes > 0` (if one is configured);
     /// - with `dispute_overrides_vip`, a disputer gets the dispute tag only.
     pub fn decide(&self, facts: &CustomerStats) -> Vec<Tag> {
-        let disputer = facts.disputes > 0;
-        let mut tags = Vec::new();
-        let vip_allowed = !(disputer && self.dispute_overrides_vip);
-        if vip_allowed {
-            if let Some(tier) = self.tiers.iter().find(|t| facts.ltv >= t.min_ltv) {
-                tags.push(tier.tag.clone());
+        self.evaluate(facts).tags()
+    }
+
+    /// The decision with its reasons, for people (`ltv-tagger explain`).
+    pub fn explain(&self, facts: &CustomerStats) -> Decision {
+        let e = self.evaluate(facts);
+        let mut reasons = Vec::new();
+        match (e.tier, self.tiers.last()) {
+            (Some(t), _) => reasons.push(format!("{} ≥ {} → {}", facts.ltv, t.min_ltv, t.tag)),
+            (None, Some(lowest)) => reasons.push(format!(
+                "{} < {} (the lowest tier, {}): no VIP tag",
+                facts.ltv, lowest.min_ltv, lowest.tag
+            )),
+            (None, None) => reasons.push("no VIP tiers configured".into()),
+        }
+        if e.disputer {
+            match &self.dispute_tag {
+                Some(tag) => reasons.push(format!("disputes {} > 0 → {tag}", facts.disputes)),
+                None => reasons.push(format!(
+                    "disputes {} > 0, but policy.dispute_tag is empty: no dispute tag",
+                    facts.disputes
+                )),
             }
         }
-        if disputer {
-            tags.extend(self.dispute_tag.clone());
+        if let (true, Some(t)) = (e.overridden, e.tier) {
+            reasons.push(format!(
+                "dispute override (policy.dispute_overrides_vip): {} removed",
+                t.tag
+            ));
+        }
+        Decision {
+            tags: e.tags(),
+            reasons,
+        }
+    }
+
+    fn evaluate<'a>(&'a self, facts: &CustomerStats) -> Evaluation<'a> {
+        let disputer = facts.disputes > 0;
+        Evaluation {
+            tier: self.tiers.iter().find(|t| facts.ltv >= t.min_ltv),
+            disputer,
+            overridden: disputer && self.dispute_overrides_vip,
+            dispute_tag: self.dispute_tag.as_ref(),
+        }
+    }
+}
+
+/// The tags decided and why, one line per reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub tags: Vec<Tag>,
+    pub reasons: Vec<String>,
+}
+
+/// What the rules found, before it becomes tags.
+struct Evaluation<'a> {
+    /// The highest tier reached by the LTV (kept even when the dispute override removes it).
+    tier: Option<&'a VipTier>,
+    disputer: bool,
+    /// A disputer whose VIP tier is removed by `dispute_overrides_vip`.
+    overridden: bool,
+    dispute_tag: Option<&'a Tag>,
+}
+
+impl Evaluation<'_> {
+    fn tags(&self) -> Vec<Tag> {
+        let mut tags = Vec::new();
+        if let (false, Some(t)) = (self.overridden, self.tier) {
+            tags.push(t.tag.clone());
+        }
+        if let (true, Some(t)) = (self.disputer, self.dispute_tag) {
+            tags.push(t.clone());
         }
         tags
     }
@@ -171,5 +233,25 @@ mod tests {
             prop_assert_eq!(vip.first().map(|t| t.as_str()), expected);
             prop_assert_eq!(tags.iter().any(|t| t.as_str() == "dispute"), disputes > 0);
         }
+    }
+
+    #[test]
+    fn explain_names_the_threshold_and_the_override() {
+        let d = policy(true).explain(&facts("3000.00", 0));
+        assert_eq!(names(d.tags), ["vip-gold"]);
+        assert_eq!(d.reasons, ["3000.00 ≥ 2500 → vip-gold"]);
+        let d = policy(true).explain(&facts("9000", 2));
+        assert_eq!(names(d.tags), ["dispute"]);
+        assert_eq!(
+            d.reasons,
+            [
+                "9000 ≥ 2500 → vip-gold",
+                "disputes 2 > 0 → dispute",
+                "dispute override (policy.dispute_overrides_vip): vip-gold removed"
+            ]
+        );
+        let d = policy(true).explain(&facts("20", 0));
+        assert!(d.tags.is_empty());
+        assert_eq!(d.reasons, ["20 < 500 (the lowest tier, vip): no VIP tag"]);
     }
 }

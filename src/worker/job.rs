@@ -14,7 +14,7 @@ impl Worker {
     pub(super) async fn run_job(&self, job: LeasedJob, stop: CancellationToken) {
         let span = tracing::info_span!(
             "job",
-            id = %job.id,
+            id = job.id.get(),
             helpdesk = %job.source,
             ticket = %job.ticket_id,
             attempt = job.attempts
