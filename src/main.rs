@@ -1,3 +1,5 @@
+//! The binary: parse the command line and hand off to [`ltv_tagger::cli`].
+
 use std::process::ExitCode;
 
 use clap::Parser;
