@@ -35,9 +35,9 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 use sqlx::Connection;
 
+use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
 use ltv_tagger::config::{RawSettings, Settings};
 use ltv_tagger::demo::create_sample_shop;
-use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
 use ltv_tagger::domain::Tag;
 use ltv_tagger::policy::{CustomerFacts, Policy, VipTier};
 use ltv_tagger::startup::Application;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
+use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::store::{now_ms, StateStore};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
