@@ -43,7 +43,9 @@ ENV CARGO_TERM_COLOR=never \
 # rebuild after a source change downloads nothing and recompiles only this crate (no dummy-src trick,
 # which breaks whenever a new target is added to Cargo.toml).
 #
-# Everything the build reads: sources, embedded migrations and the compiled-in default config.
+# Everything the build reads: sources, embedded migrations and the compiled-in default config, and
+# the manifests of the workspace (cargo loads the dev-only member tests/fake-helpdesk to resolve
+# Cargo.lock, but `--bin ltv-tagger` never compiles it).
 # (.dockerignore keeps target/, .git, deploy/ and local databases out of the context.)
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \

@@ -35,11 +35,11 @@ use rust_decimal::Decimal;
 use secrecy::SecretString;
 use sqlx::Connection;
 
+use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
 use ltv_tagger::app::Application;
 use ltv_tagger::clock::Millis;
 use ltv_tagger::config::{RawSettings, Settings};
 use ltv_tagger::demo::create_sample_shop;
-use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
 use ltv_tagger::domain::CustomerStats;
 use ltv_tagger::domain::Tag;
 use ltv_tagger::http::webhooks::{self, gorgias, zendesk};

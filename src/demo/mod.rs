@@ -1,7 +1,7 @@
 //! `ltv-tagger demo`: the whole flow with nothing to set up. A sample SQLite order database, a
 //! fake Zendesk on loopback, the real server and worker; signed webhooks go in, tags come out.
 
-pub mod fake_helpdesk;
+mod fake_zendesk;
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use crate::app::Application;
 use crate::config::{RawSettings, Settings};
 use crate::http::webhooks::zendesk;
 use crate::state::{AuditRow, StateStore};
-use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
+use fake_zendesk::FakeZendesk;
 
 const DEMO_SECRET: &str = "demo-signing-secret";
 
@@ -92,15 +92,14 @@ pub async fn create_sample_shop(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn demo_settings(
     dir: &std::path::Path,
-    fake: &FakeHelpdesk,
-    cfg: &FakeHelpdeskConfig,
+    fake: &FakeZendesk,
     bind: &str,
 ) -> anyhow::Result<Settings> {
     let mut raw = RawSettings::load(None, "LTV_TAGGER_DEMO")?;
     raw.server.bind = bind.into();
     raw.state.url = format!("sqlite://{}", dir.join("state.db").display());
     raw.orders.url = format!("sqlite://{}", dir.join("shop.db").display());
-    fake.serve_zendesk_for(&mut raw, cfg, DEMO_SECRET);
+    fake.serve_zendesk_for(&mut raw, DEMO_SECRET);
     raw.worker.poll_interval = Duration::from_millis(100);
     Ok(raw.validate()?)
 }
@@ -108,17 +107,14 @@ fn demo_settings(
 pub async fn run(keep_serving: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     create_sample_shop(&dir.path().join("shop.db")).await?;
-    let cfg = FakeHelpdeskConfig::default();
-    let fake = FakeHelpdesk::start(cfg.clone())
-        .await
-        .context("cannot start the fake Zendesk")?;
+    let fake = FakeZendesk::start().context("cannot start the fake Zendesk")?;
     // With --keep-serving, listen on the documented port when it is free so curl is easy.
     let bind = if keep_serving && std::net::TcpListener::bind("127.0.0.1:8080").is_ok() {
         "127.0.0.1:8080"
     } else {
         "127.0.0.1:0"
     };
-    let settings = demo_settings(dir.path(), &fake, &cfg, bind)?;
+    let settings = demo_settings(dir.path(), &fake, bind)?;
     let state = StateStore::connect_lazy(&settings.state)?;
     let app = Application::build(settings).await?;
     let port = app.port();
@@ -189,7 +185,7 @@ pub async fn run(keep_serving: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_table(rows: &[AuditRow], fake: &FakeHelpdesk) {
+fn print_table(rows: &[AuditRow], fake: &FakeZendesk) {
     println!(
         "{:<7} {:<26} {:>9} {:>8}  {:<16} {:<18} ticket tags at Zendesk",
         "ticket", "customer", "LTV", "disputes", "tags written", "outcome"
@@ -217,8 +213,7 @@ fn print_table(rows: &[AuditRow], fake: &FakeHelpdesk) {
                 .unwrap_or_else(|| "-".into()),
             written,
             a.outcome,
-            fake.tags(Helpdesk::Zendesk, &r.ticket_id.to_string())
-                .join(" ")
+            fake.tags(&r.ticket_id.to_string()).join(" ")
         );
     }
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::app::Application;
 use ltv_tagger::config::RawSettings;
-use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::domain::{Source, TicketId};
 use ltv_tagger::http::webhooks::zendesk;
 use ltv_tagger::state::{AuditRow, StateStore};

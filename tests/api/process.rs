@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ltv_tagger::demo::fake_helpdesk::Helpdesk;
+use fake_helpdesk::Helpdesk;
 
 use crate::helpers::{
     binary, free_port, post_zendesk_to, rig, trigger_body, wait_until, Db, ServeProcess,

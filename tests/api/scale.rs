@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::clock::Millis;
-use ltv_tagger::demo::fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::rate_budget::RateBudget;
 use ltv_tagger::state::StateStore;
 use sqlx::Row;

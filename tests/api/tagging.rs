@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ltv_tagger::demo::fake_helpdesk::Helpdesk;
+use fake_helpdesk::Helpdesk;
 use ltv_tagger::domain::Source;
 
 use crate::helpers::{gorgias_body, spawn_app, trigger_body, AppOptions, Db, GORGIAS_TOKEN};

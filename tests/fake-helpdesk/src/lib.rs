@@ -1,9 +1,12 @@
-//! An in-process fake of the Zendesk and Gorgias REST APIs, served on loopback.
+//! An in-process fake of the Zendesk and Gorgias REST APIs, served on loopback, with the controls
+//! tests need: rate buckets, injected failures and latency, request and violation recording,
+//! counters.
 //!
-//! Used by `ltv-tagger demo` and by the integration and fault tests. It follows the vendors'
-//! documented contracts (see "Helpdesk facts" in the design brief) and records every way a
-//! client breaks them, so a test can assert both what reached the helpdesk and that nothing
-//! reached it the wrong way:
+//! A dev-only crate, used by ltv-tagger's integration and fault tests and by its benchmark (the
+//! `demo` subcommand has a small fake Zendesk of its own, without any of these controls). It
+//! follows the vendors' documented contracts (see "Helpdesk facts" in the design brief) and
+//! records every way a client breaks them, so a test can assert both what reached the helpdesk
+//! and that nothing reached it the wrong way:
 //!
 //! * Zendesk: `PUT /api/v2/tickets/{id}/tags` with `{"tags":[…]}` adds tags and answers 200
 //!   `{"tags":[…all…]}`; `GET /api/v2/users/{id}`; auth `Basic base64("{email}/token:{token}")`;
@@ -33,6 +36,7 @@ use actix_web::http::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
+use ltv_tagger::config::RawSettings;
 use serde_json::{json, Value};
 
 /// Largest request body the fake reads; larger bodies answer 413 and count as a violation.
@@ -137,7 +141,7 @@ impl FakeHelpdesk {
     /// Points `raw`'s Zendesk section at this fake, with the credentials it expects.
     pub fn serve_zendesk_for(
         &self,
-        raw: &mut crate::config::RawSettings,
+        raw: &mut RawSettings,
         cfg: &FakeHelpdeskConfig,
         webhook_secret: &str,
     ) {
@@ -150,7 +154,7 @@ impl FakeHelpdesk {
     /// Points `raw`'s Gorgias section at this fake, with the credentials it expects.
     pub fn serve_gorgias_for(
         &self,
-        raw: &mut crate::config::RawSettings,
+        raw: &mut RawSettings,
         cfg: &FakeHelpdeskConfig,
         webhook_token: &str,
     ) {
