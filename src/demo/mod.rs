@@ -191,7 +191,7 @@ fn print_table(rows: &[AuditRow], fake: &FakeZendesk) {
         "ticket", "customer", "LTV", "disputes", "tags written", "outcome"
     );
     let mut rows = rows.to_vec();
-    rows.sort_by(|a, b| a.ticket_id.cmp(&b.ticket_id));
+    rows.sort_by_key(|a| a.ticket_id);
     for r in rows {
         let a = &r.record;
         let written = if a.tags_written.is_empty() {

@@ -10,3 +10,4 @@ mod process;
 mod queue;
 mod scale;
 mod tagging;
+mod worker_step;
