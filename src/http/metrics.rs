@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 
 use super::AppState;
+use crate::domain::JobState;
 
 pub async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.clone();
@@ -11,9 +12,9 @@ pub async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
         .await
     {
         let g = &state.metrics.jobs_in_state;
-        g.with_label_values(&["queued"]).set(d.queued);
-        g.with_label_values(&["running"]).set(d.running);
-        g.with_label_values(&["dead"]).set(d.dead);
+        g.with_label_values(&[JobState::Queued.as_str()]).set(d.queued);
+        g.with_label_values(&[JobState::Running.as_str()]).set(d.running);
+        g.with_label_values(&[JobState::Dead.as_str()]).set(d.dead);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -38,7 +38,7 @@ impl Enqueued {
     /// The `status` word of the webhook's 202 answer.
     pub fn status(self) -> &'static str {
         match self {
-            Enqueued::Queued(_) => "queued",
+            Enqueued::Queued(_) => JobState::Queued.as_str(),
             Enqueued::Coalesced(_) => "coalesced",
             Enqueued::Duplicate => "duplicate",
         }
