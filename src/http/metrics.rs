@@ -12,8 +12,10 @@ pub async fn metrics_text(state: web::Data<AppState>) -> HttpResponse {
         .await
     {
         let g = &state.metrics.jobs_in_state;
-        g.with_label_values(&[JobState::Queued.as_str()]).set(d.queued);
-        g.with_label_values(&[JobState::Running.as_str()]).set(d.running);
+        g.with_label_values(&[JobState::Queued.as_str()])
+            .set(d.queued);
+        g.with_label_values(&[JobState::Running.as_str()])
+            .set(d.running);
         g.with_label_values(&[JobState::Dead.as_str()]).set(d.dead);
     }
     HttpResponse::Ok()
