@@ -6,7 +6,6 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::api::numeric_id;
 use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError};
 use crate::config::GorgiasSettings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
@@ -62,7 +61,6 @@ impl GorgiasClient {
 impl Helpdesk for GorgiasClient {
     /// `GET /api/customers/{id}` → `email`.
     async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
-        let id = numeric_id(id.as_str(), "Gorgias customer")?;
         let v = self
             .api
             .send(Method::GET, &format!("/api/customers/{id}"), None)

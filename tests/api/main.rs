@@ -3,6 +3,7 @@
 mod helpers;
 mod support;
 
+mod bad_input;
 mod faults;
 mod ingest;
 mod orders;
