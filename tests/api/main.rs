@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod faults;
 mod ingest;
+mod operator_mistakes;
 mod orders;
 mod process;
 mod queue;

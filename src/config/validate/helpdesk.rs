@@ -17,13 +17,34 @@ fn base_url(
 ) -> Option<String> {
     let url = override_url.trim().trim_end_matches('/');
     if !url.is_empty() {
-        if url.starts_with("http://") || url.starts_with("https://") {
-            return Some(url.to_ascii_lowercase());
+        let Some((scheme, host)) = url
+            .split_once("://")
+            .filter(|(s, _)| ["http", "https"].contains(&s.to_ascii_lowercase().as_str()))
+        else {
+            errs.push(format!(
+                "{section}.api_base_url: {url:?} must start with http:// or https://"
+            ));
+            return None;
+        };
+        // The service appends `/api/v2/…` (Zendesk) or `/api/…` (Gorgias) itself: a path here
+        // would double it and every write would get a 404.
+        if let Some(at) = host.find(['/', '?', '#']) {
+            errs.push(format!(
+                "{section}.api_base_url: {url:?} has a path ({:?}); give scheme and host only, e.g. \"https://{}\" (the service adds the API path itself)",
+                &host[at..],
+                &host[..at]
+            ));
+            return None;
         }
-        errs.push(format!(
-            "{section}.api_base_url: {url:?} must start with http:// or https://"
+        if host.is_empty() {
+            errs.push(format!("{section}.api_base_url: {url:?} has no host"));
+            return None;
+        }
+        return Some(format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
         ));
-        return None;
     }
     let name = name.trim();
     if name.is_empty() {
@@ -165,6 +186,40 @@ impl RawGorgias {
 #[cfg(test)]
 mod tests {
     use crate::config::test_support::errors_of;
+
+    #[test]
+    fn an_api_base_url_with_a_path_is_refused_naming_the_key() {
+        for (section, extra) in [
+            (
+                "zendesk",
+                "subdomain = \"\"\nemail = \"a@b.c\"\napi_token = \"t\"\nwebhook_secret = \"s\"",
+            ),
+            (
+                "gorgias",
+                "email = \"a@b.c\"\napi_key = \"k\"\nwebhook_token = \"t\"",
+            ),
+        ] {
+            for url in [
+                "https://acme.example.com/api/v2",
+                "http://127.0.0.1:9000/api/",
+                "https://x.test?a=1",
+            ] {
+                let errs = errors_of(&format!(
+                    "[orders]\nurl = \"sqlite://x.db\"\n[{section}]\napi_base_url = \"{url}\"\n{extra}\n"
+                ));
+                assert!(
+                    errs.iter()
+                        .any(|e| e.starts_with(&format!("{section}.api_base_url:"))
+                            && e.contains("has a path")),
+                    "{section} {url}: {errs:?}"
+                );
+            }
+            let errs = errors_of(&format!(
+                "[orders]\nurl = \"sqlite://x.db\"\n[{section}]\napi_base_url = \"http://127.0.0.1:9000/\"\n{extra}\n"
+            ));
+            assert!(errs.is_empty(), "a trailing slash is fine: {errs:?}");
+        }
+    }
 
     #[test]
     fn zendesk_without_secrets_names_each_key() {
