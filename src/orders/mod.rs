@@ -29,6 +29,7 @@
 mod connect;
 mod decode;
 mod error;
+mod pg_numeric;
 mod placeholders;
 #[cfg(test)]
 mod testing;
