@@ -38,6 +38,15 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let metrics = Metrics::new()?;
+        if settings
+            .zendesk
+            .as_ref()
+            .is_some_and(|z| z.dangerous_accept_test_secret)
+        {
+            tracing::warn!(
+                "zendesk.dangerous_accept_test_secret is on: webhooks signed with Zendesk's public test secret are accepted, and anyone can forge those; counted in ltv_tagger_zendesk_test_signed_total"
+            );
+        }
         let store = StateStore::connect_lazy(&settings.state)?;
         if settings.state.migrate_on_start {
             store
@@ -63,6 +72,11 @@ impl Application {
                     .then(|| SecretString::from(ZENDESK_TEST_SECRET.to_string())),
                 tolerance: z.timestamp_tolerance,
             }),
+            zendesk_event_types: settings
+                .zendesk
+                .as_ref()
+                .map(|z| z.event_types.clone())
+                .unwrap_or_default(),
             gorgias_token: settings.gorgias.as_ref().map(|g| g.webhook_token.clone()),
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.request_timeout,

@@ -140,6 +140,8 @@ pub struct ZendeskSettings {
     pub requests_per_minute: u32,
     pub request_timeout: Duration,
     pub dangerous_accept_test_secret: bool,
+    /// Event-subscription types queued, without the `zen:event-type:` prefix.
+    pub event_types: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -14,3 +14,4 @@ mod queue;
 mod scale;
 mod tagging;
 mod worker_step;
+mod zendesk_ingest;

@@ -60,6 +60,29 @@ fn base_url(
     }
 }
 
+/// `zendesk.event_types`: ticket event names, with or without the `zen:event-type:` prefix.
+fn event_types(raw: &[String], errs: &mut Vec<String>) -> Vec<String> {
+    let mut types = Vec::new();
+    for (i, t) in raw.iter().enumerate() {
+        let t = t.trim();
+        let name = t.strip_prefix("zen:event-type:").unwrap_or(t);
+        let valid = name.strip_prefix("ticket.").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        });
+        if valid {
+            types.push(name.to_string());
+        } else {
+            errs.push(format!(
+                "zendesk.event_types[{i}]: {t:?} is not a ticket event type (for example \"ticket.created\"); only ticket events name a ticket to tag"
+            ));
+        }
+    }
+    types
+}
+
 fn require_email(section: &str, email: &str, errs: &mut Vec<String>) {
     if !email.contains('@') {
         errs.push(format!(
@@ -110,6 +133,7 @@ impl RawZendesk {
         if self.request_timeout.is_zero() {
             errs.push("zendesk.request_timeout: must be more than 0s".into());
         }
+        let event_types = event_types(&self.event_types, errs);
         if errs.len() > n {
             return None;
         }
@@ -122,6 +146,7 @@ impl RawZendesk {
             requests_per_minute: self.requests_per_minute,
             request_timeout: self.request_timeout,
             dangerous_accept_test_secret: self.dangerous_accept_test_secret,
+            event_types,
         })
     }
 }
