@@ -69,12 +69,14 @@ impl Helpdesk for GorgiasClient {
     }
 
     /// `POST /api/tickets/{id}/tags` with `{"names": […]}` adds tags (`PUT` would replace them).
+    /// Gorgias tag names are case-sensitive: each goes as configured.
     async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
+        let names: Vec<&str> = tags.iter().map(|t| t.for_vendor(Source::Gorgias)).collect();
         self.api
             .send(
                 Method::POST,
                 &format!("/api/tickets/{ticket}/tags"),
-                Some(&json!({ "names": tags })),
+                Some(&json!({ "names": names })),
             )
             .await?;
         Ok(())

@@ -13,5 +13,6 @@ mod process;
 mod queue;
 mod scale;
 mod tagging;
+mod vendor_tags;
 mod worker_step;
 mod zendesk_ingest;

@@ -76,6 +76,15 @@ pub fn field_email(v: &Value, key: &str) -> Result<Option<CustomerEmail>, Webhoo
 /// Tags as `"a b c"`, `"a,b,c"` or `["a","b"]`; lower-cased; odd entries are ignored (they are the
 /// helpdesk's own tags, we only compare ours against them).
 pub fn field_tags(v: &Value, key: &str) -> Result<Vec<String>, WebhookError> {
+    tags_with(v, key, |t| t.as_str().to_string())
+}
+
+/// [`field_tags`] with each tag's case kept, for helpdesks whose tags are case-sensitive (Gorgias).
+pub fn field_tags_as_sent(v: &Value, key: &str) -> Result<Vec<String>, WebhookError> {
+    tags_with(v, key, |t| t.as_configured().to_string())
+}
+
+fn tags_with(v: &Value, key: &str, name: fn(&Tag) -> String) -> Result<Vec<String>, WebhookError> {
     let words: Vec<String> = match v.get(key) {
         None | Some(Value::Null) => vec![],
         Some(Value::String(s)) => s
@@ -99,7 +108,7 @@ pub fn field_tags(v: &Value, key: &str) -> Result<Vec<String>, WebhookError> {
     let mut tags: Vec<String> = words
         .iter()
         .filter_map(|w| Tag::parse(w).ok())
-        .map(|t| t.to_string())
+        .map(|t| name(&t))
         .collect();
     tags.dedup();
     Ok(tags)

@@ -36,7 +36,8 @@ pub struct ParsedEvent {
     pub ticket_id: TicketId,
     pub event_type: String,
     pub requester: Requester,
-    /// The ticket's tags at the time of the event, lower-cased (used to skip needless writes).
+    /// The ticket's tags at the time of the event (used to skip needless writes): lower-cased for
+    /// Zendesk, as sent for Gorgias (its tags are case-sensitive).
     pub ticket_tags: Vec<String>,
     /// An id of the event itself, when the body carries one (Zendesk events).
     pub event_id: Option<String>,
