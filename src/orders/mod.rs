@@ -31,6 +31,7 @@ mod decode;
 mod error;
 mod pg_numeric;
 mod placeholders;
+mod sqlite_lower;
 #[cfg(test)]
 mod testing;
 

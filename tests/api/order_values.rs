@@ -83,3 +83,77 @@ async fn a_huge_ltv_leaves_the_job_retrying_with_a_clear_error_and_the_service_u
     assert!(app.zendesk_tags(88).is_empty());
     app.stop().await;
 }
+
+/// A shop whose customer email is stored with non-ASCII capitals.
+async fn accented_shop(kind: Db) -> TestDb {
+    let db = TestDb::create(kind, "ltv_unicode").await;
+    db.exec(&[
+        "create table orders (email varchar(200) not null, total decimal(12,2) not null)".into(),
+        "insert into orders (email, total) values ('JOSÉ.ÑÚÑEZ@Shop.Test', 600.00)".into(),
+        "insert into orders (email, total) values ('ÅSA@shop.test', 10.00)".into(),
+    ])
+    .await;
+    db
+}
+
+const ACCENTED_QUERY: &str = "select coalesce(sum(total), 0) as ltv, count(*) as orders \
+                              from orders where lower(email) = :email";
+
+async fn non_ascii_emails_match_case_insensitively(kind: Db) {
+    let db = accented_shop(kind).await;
+    let orders = order_db(&db, ACCENTED_QUERY);
+    let stats = orders
+        .lookup("josé.ñúñez@shop.test")
+        .await
+        .expect("lookup")
+        .expect("a row");
+    assert_eq!(
+        (stats.ltv, stats.orders),
+        (rust_decimal::Decimal::new(600, 0), 1),
+        "{kind:?}"
+    );
+    let stats = orders.lookup("åsa@shop.test").await.expect("lookup");
+    assert_eq!(stats.map(|s| s.orders), Some(1), "{kind:?}");
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn non_ascii_emails_match_case_insensitively_on_sqlite() {
+    non_ascii_emails_match_case_insensitively(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn non_ascii_emails_match_case_insensitively_on_postgres() {
+    non_ascii_emails_match_case_insensitively(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn non_ascii_emails_match_case_insensitively_on_mariadb() {
+    non_ascii_emails_match_case_insensitively(Db::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_for_an_accented_customer_tags_them_from_a_sqlite_shop() {
+    let app = spawn_app(AppOptions {
+        tweak: Box::new(|raw| raw.orders.query = ACCENTED_QUERY.into()),
+        ..AppOptions::default()
+    })
+    .await;
+    app.shop
+        .exec(&[
+            "create table orders (email varchar(200) not null, total decimal(12,2) not null)"
+                .into(),
+            "insert into orders (email, total) values ('JOSÉ.ÑÚÑEZ@Shop.Test', 600.00)".into(),
+        ])
+        .await;
+    let res = app
+        .post_zendesk(&trigger_body(89, "José.Ñúñez@shop.test", ""), None)
+        .await;
+    assert_eq!(res.status().as_u16(), 202);
+    let rows = app
+        .wait_for_audit(ltv_tagger::domain::Source::Zendesk, 89, 1)
+        .await;
+    assert_eq!(rows[0].record.outcome, "tagged", "{:?}", rows[0].record);
+    assert_eq!(app.zendesk_tags(89), ["vip"]);
+    app.stop().await;
+}
