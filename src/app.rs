@@ -20,7 +20,7 @@ use crate::helpdesk::Helpdesks;
 use crate::http::webhooks::zendesk::SignatureKeys;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::orders::OrderDb;
+use crate::orders::{OrderDb, OrdersError};
 use crate::state::{self, StateStore};
 use crate::worker::Worker;
 
@@ -56,6 +56,17 @@ impl Application {
         }
         let orders = OrderDb::connect_lazy(&settings.orders_options())?
             .with_latency_histogram(metrics.order_lookup_seconds.clone());
+        // A broken query stops the start; an order DB that is down does not (/readyz says so).
+        match orders.check_columns().await {
+            Ok(()) => {}
+            Err(e @ (OrdersError::Unavailable { .. } | OrdersError::Timeout { .. })) => {
+                tracing::warn!(error = %e, "order DB not reachable at start: orders.query is checked when it is (see /readyz)")
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("orders.query does not fit the order DB; fix it and start again"))
+            }
+        }
 
         let helpdesks = Helpdesks::from_settings(&settings, &store, &metrics)?;
         let wake = Arc::new(Notify::new());

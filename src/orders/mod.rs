@@ -28,6 +28,7 @@
 
 mod connect;
 mod decode;
+mod describe;
 mod error;
 mod pg_numeric;
 mod placeholders;

@@ -7,6 +7,7 @@ mod bad_input;
 mod faults;
 mod ingest;
 mod operator_mistakes;
+mod order_query_check;
 mod order_values;
 mod orders;
 mod process;
