@@ -108,3 +108,46 @@ async fn serve_exits_at_start_on_a_broken_query_but_starts_with_the_order_db_dow
     let built = Application::build(raw.validate().expect("valid")).await;
     assert!(built.is_ok(), "{:?}", built.err());
 }
+
+async fn several_rows_for_one_customer_are_an_error(kind: Db) {
+    let shop = shop_db(kind).await;
+    let defaults = ltv_tagger::config::RawSettings::load(None, "LTV_TAGGER_TEST_NOT_SET")
+        .expect("defaults")
+        .orders_options();
+    let db = ltv_tagger::orders::OrderDb::connect_lazy(&ltv_tagger::orders::OrderDbOptions {
+        url: shop.url.clone(),
+        query: "select p.amount as ltv from purchase p join customer c on c.id = p.customer_id \
+                where lower(c.email) = :email"
+            .into(),
+        cache_ttl: Duration::ZERO,
+        ..defaults
+    })
+    .expect("options");
+    let e = db
+        .lookup("gold@shop.test")
+        .await
+        .expect_err("two purchases");
+    assert!(
+        e.to_string()
+            .contains("returned several rows for one customer"),
+        "{kind:?}: {e}"
+    );
+    // One row is still fine.
+    assert!(db.lookup("small@shop.test").await.is_ok());
+    shop.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_query_returning_several_rows_for_a_customer_is_an_error_on_sqlite() {
+    several_rows_for_one_customer_are_an_error(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_query_returning_several_rows_for_a_customer_is_an_error_on_postgres() {
+    several_rows_for_one_customer_are_an_error(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_query_returning_several_rows_for_a_customer_is_an_error_on_mariadb() {
+    several_rows_for_one_customer_are_an_error(Db::Mariadb).await;
+}
