@@ -20,7 +20,7 @@ use crate::helpdesk::Helpdesks;
 use crate::http::webhooks::zendesk::SignatureKeys;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::orders::OrderDb;
+use crate::orders::{OrderDb, OrdersError};
 use crate::state::{self, StateStore};
 use crate::worker::Worker;
 
@@ -38,6 +38,15 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let metrics = Metrics::new()?;
+        if settings
+            .zendesk
+            .as_ref()
+            .is_some_and(|z| z.dangerous_accept_test_secret)
+        {
+            tracing::warn!(
+                "zendesk.dangerous_accept_test_secret is on: webhooks signed with Zendesk's public test secret are accepted, and anyone can forge those; counted in ltv_tagger_zendesk_test_signed_total"
+            );
+        }
         let store = StateStore::connect_lazy(&settings.state)?;
         if settings.state.migrate_on_start {
             store
@@ -47,6 +56,17 @@ impl Application {
         }
         let orders = OrderDb::connect_lazy(&settings.orders_options())?
             .with_latency_histogram(metrics.order_lookup_seconds.clone());
+        // A broken query stops the start; an order DB that is down does not (/readyz says so).
+        match orders.check_columns().await {
+            Ok(()) => {}
+            Err(e @ (OrdersError::Unavailable { .. } | OrdersError::Timeout { .. })) => {
+                tracing::warn!(error = %e, "order DB not reachable at start: orders.query is checked when it is (see /readyz)")
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context("orders.query does not fit the order DB; fix it and start again"))
+            }
+        }
 
         let helpdesks = Helpdesks::from_settings(&settings, &store, &metrics)?;
         let wake = Arc::new(Notify::new());
@@ -63,6 +83,11 @@ impl Application {
                     .then(|| SecretString::from(ZENDESK_TEST_SECRET.to_string())),
                 tolerance: z.timestamp_tolerance,
             }),
+            zendesk_event_types: settings
+                .zendesk
+                .as_ref()
+                .map(|z| z.event_types.clone())
+                .unwrap_or_default(),
             gorgias_token: settings.gorgias.as_ref().map(|g| g.webhook_token.clone()),
             max_body_bytes: settings.server.max_body_bytes,
             body_timeout: settings.server.request_timeout,

@@ -1,7 +1,8 @@
 //! Prometheus metrics, registered in one registry owned by the application (no globals).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Clone)]
@@ -17,6 +18,9 @@ pub struct Metrics {
     pub order_lookup_seconds: Histogram,
     /// Jobs by `state` (queued|running|dead), sampled when /metrics is scraped.
     pub jobs_in_state: IntGaugeVec,
+    /// Zendesk webhooks accepted because they carried the public test-delivery signature
+    /// (`zendesk.dangerous_accept_test_secret`).
+    pub zendesk_test_signed: IntCounter,
 }
 
 impl Metrics {
@@ -56,6 +60,11 @@ impl Metrics {
         registry.register(Box::new(helpdesk_requests.clone()))?;
         registry.register(Box::new(order_lookup_seconds.clone()))?;
         registry.register(Box::new(jobs_in_state.clone()))?;
+        let zendesk_test_signed = IntCounter::new(
+            "zendesk_test_signed_total",
+            "Zendesk webhooks accepted with the public test-delivery secret",
+        )?;
+        registry.register(Box::new(zendesk_test_signed.clone()))?;
         Ok(Metrics {
             registry,
             webhooks_received,
@@ -63,6 +72,7 @@ impl Metrics {
             helpdesk_requests,
             order_lookup_seconds,
             jobs_in_state,
+            zendesk_test_signed,
         })
     }
 

@@ -30,6 +30,7 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
     if query {
         let checked = async {
             let db = OrderDb::connect_lazy(&settings.orders_options())?;
+            db.check_columns().await?;
             db.check_query().await?;
             anyhow::Ok(())
         };
@@ -37,7 +38,7 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
             eprintln!("orders.query: {e:#}");
             return ExitCode::from(1);
         }
-        eprintln!("orders.query ran against the order DB and returned usable columns");
+        eprintln!("orders.query was described by the order DB (ltv, orders, disputes have numeric types) and ran for a dummy address");
     }
     let tags: Vec<String> = settings
         .policy

@@ -52,6 +52,7 @@ impl RawSettings {
                     path.display()
                 )));
             }
+            check_toml_syntax(path)?;
             builder = builder.add_source(
                 config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
             );
@@ -73,6 +74,25 @@ impl RawSettings {
     pub fn orders_options(&self) -> crate::orders::OrderDbOptions {
         orders_options(&self.orders)
     }
+}
+
+/// A syntax error names the file, line and column, never the line's text: the line may hold a
+/// secret (the `config` crate's own message quotes it).
+fn check_toml_syntax(path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Load(format!("--config {}: {e}", path.display())))?;
+    let Err(e) = toml::from_str::<toml::Table>(&text) else {
+        return Ok(());
+    };
+    let at = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let before = text.get(..at).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(ConfigError::Load(format!(
+        "--config {}: TOML syntax error at line {line}, column {column}: {} (the line is not shown: it may hold a secret)",
+        path.display(),
+        e.message().trim()
+    )))
 }
 
 fn orders_options(o: &OrdersSettings) -> crate::orders::OrderDbOptions {
@@ -120,6 +140,8 @@ pub struct ZendeskSettings {
     pub requests_per_minute: u32,
     pub request_timeout: Duration,
     pub dangerous_accept_test_secret: bool,
+    /// Event-subscription types queued, without the `zen:event-type:` prefix.
+    pub event_types: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +173,20 @@ mod tests {
         assert_eq!(z, Some("https://acme.zendesk.com"));
         assert!(s.gorgias.is_none());
         assert_eq!(s.policy.tiers().len(), 2);
+    }
+
+    #[test]
+    fn a_toml_syntax_error_on_a_secret_line_names_the_line_but_not_the_secret() {
+        for bad in [
+            "api_token = \"hunter2-secret",
+            "api_token = hunter2-secret",
+            "api_token = \"hunter2-secret\" x",
+        ] {
+            let toml = MINIMAL.replace("api_token = \"tok-123\"", bad);
+            let e = raw(&toml).map(drop).expect_err(bad).to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("TOML syntax error at line 7"), "{e}");
+        }
     }
 
     #[test]

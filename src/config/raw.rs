@@ -134,6 +134,8 @@ pub struct RawZendesk {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     pub dangerous_accept_test_secret: bool,
+    /// Event-subscription types queued (`ticket.created`, …); others are answered `ignored`.
+    pub event_types: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -143,18 +143,6 @@ pub fn basic_auth(credentials: &str) -> SecretString {
     ))
 }
 
-/// A user/customer id from a webhook, checked before it goes into a URL path.
-pub(crate) fn numeric_id<'a>(id: &'a str, what: &str) -> Result<&'a str, HelpdeskError> {
-    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(id)
-    } else {
-        Err(HelpdeskError::Rejected {
-            status: 400,
-            reason: format!("{id:?} is not a {what} id"),
-        })
-    }
-}
-
 /// The non-empty string at `pointer` in an API answer.
 pub fn email_at(v: &Value, pointer: &str) -> Option<String> {
     v.pointer(pointer)

@@ -6,7 +6,6 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::api::numeric_id;
 use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError};
 use crate::config::GorgiasSettings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
@@ -62,7 +61,6 @@ impl GorgiasClient {
 impl Helpdesk for GorgiasClient {
     /// `GET /api/customers/{id}` → `email`.
     async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
-        let id = numeric_id(id.as_str(), "Gorgias customer")?;
         let v = self
             .api
             .send(Method::GET, &format!("/api/customers/{id}"), None)
@@ -71,12 +69,14 @@ impl Helpdesk for GorgiasClient {
     }
 
     /// `POST /api/tickets/{id}/tags` with `{"names": […]}` adds tags (`PUT` would replace them).
+    /// Gorgias tag names are case-sensitive: each goes as configured.
     async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
+        let names: Vec<&str> = tags.iter().map(|t| t.for_vendor(Source::Gorgias)).collect();
         self.api
             .send(
                 Method::POST,
                 &format!("/api/tickets/{ticket}/tags"),
-                Some(&json!({ "names": tags })),
+                Some(&json!({ "names": names })),
             )
             .await?;
         Ok(())

@@ -6,7 +6,6 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::api::numeric_id;
 use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError};
 use crate::config::ZendeskSettings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
@@ -63,7 +62,6 @@ impl ZendeskClient {
 impl Helpdesk for ZendeskClient {
     /// `GET /api/v2/users/{id}` → `user.email` (None when the user has no email).
     async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
-        let id = numeric_id(id.as_str(), "Zendesk user")?;
         let v = self
             .api
             .send(Method::GET, &format!("/api/v2/users/{id}"), None)

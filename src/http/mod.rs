@@ -27,6 +27,8 @@ pub struct AppState {
     pub orders: OrderDb,
     pub metrics: Metrics,
     pub zendesk_keys: Option<SignatureKeys>,
+    /// `zendesk.event_types`: the event-subscription types queued; others are answered `ignored`.
+    pub zendesk_event_types: Vec<String>,
     pub gorgias_token: Option<SecretString>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,

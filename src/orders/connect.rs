@@ -64,7 +64,12 @@ impl Pool {
                     })
                     .connect_lazy_with(o),
             ),
-            ConnectOptions::Sqlite(o) => Pool::Sqlite(pool_options(opts).connect_lazy_with(o)),
+            ConnectOptions::Sqlite(o) => Pool::Sqlite(
+                pool_options::<sqlx::Sqlite>(opts)
+                    // SQLite's lower() folds ASCII only: emails are lower-cased in Unicode.
+                    .after_connect(|conn, _meta| Box::pin(super::sqlite_lower::register(conn)))
+                    .connect_lazy_with(o),
+            ),
         }
     }
 

@@ -94,7 +94,7 @@ pub(super) fn pg_number(
     type_name: &str,
 ) -> Option<Result<Decimal, String>> {
     Some(match type_name {
-        "NUMERIC" => get(row, index),
+        "NUMERIC" => super::pg_numeric::numeric(row, index),
         "INT2" => get::<_, i16>(row, index).map(Decimal::from),
         "INT4" => get::<_, i32>(row, index).map(Decimal::from),
         "INT8" => get::<_, i64>(row, index).map(Decimal::from),

@@ -37,6 +37,8 @@ pub enum OrdersError {
         backend: Backend,
         cause: Arc<sqlx::Error>,
     },
+    #[error("orders.query: the {backend} query returned several rows for one customer; it must return one (aggregate with sum()/count(), or group by the customer)")]
+    SeveralRows { backend: Backend },
     #[error("orders.query: the {backend} result has no `{column}` column")]
     MissingColumn {
         backend: Backend,

@@ -28,8 +28,11 @@
 
 mod connect;
 mod decode;
+mod describe;
 mod error;
+mod pg_numeric;
 mod placeholders;
+mod sqlite_lower;
 #[cfg(test)]
 mod testing;
 
@@ -266,10 +269,20 @@ where
     for _ in 0..binds {
         query = query.bind(email);
     }
-    let row = query
-        .fetch_optional(&mut *conn)
+    // Two rows at most: a second one means the query is not one row per customer, and taking
+    // the first would tag from a part of their orders.
+    let mut rows = query.fetch(&mut *conn);
+    let row = futures_util::TryStreamExt::try_next(&mut rows)
         .await
         .map_err(|e| OrdersError::from_statement(backend, e))?;
+    if row.is_some()
+        && futures_util::TryStreamExt::try_next(&mut rows)
+            .await
+            .map_err(|e| OrdersError::from_statement(backend, e))?
+            .is_some()
+    {
+        return Err(OrdersError::SeveralRows { backend });
+    }
     row.map(|row| stats_from_row(&row, backend, number))
         .transpose()
 }

@@ -1,7 +1,8 @@
 //! The inbox: an authentic event and its job commit in one transaction, before the 202.
 //!
 //! A repeated delivery (same dedupe key) commits nothing; a later event of a ticket whose job is
-//! still waiting is folded into that job (coalesced), so one lookup and one write serve both.
+//! still waiting is folded into that job (coalesced), so one lookup and one write serve both; the
+//! later event's requester wins.
 
 use std::sync::LazyLock;
 
@@ -58,20 +59,25 @@ const INSERT_INBOX: &str =
      on conflict (source, dedupe_key) do nothing
      returning id";
 
-/// The conflict target repeats the partial index's predicate (`job_queued_ticket_uq`).
+/// The conflict target repeats the partial index's predicate (`job_queued_ticket_uq`). A later
+/// event that names a requester replaces the waiting job's requester, email and id together (the
+/// ticket's requester may have changed; mixing the two would look up someone else).
 static UPSERT_JOB: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into job (source, ticket_id, requester_email, requester_id, ticket_tags,
                           event_count, state, attempts, run_at, created_at, updated_at)
          values ($1, $2, $3, $4, $5, 1, '{queued}', 0, $6, $6, $6)
          on conflict (source, ticket_id) where state = '{queued}'
-         do update set requester_email = coalesce(excluded.requester_email, job.requester_email),
-                       requester_id = coalesce(excluded.requester_id, job.requester_id),
+         do update set requester_email = case when {names} then excluded.requester_email
+                                              else job.requester_email end,
+                       requester_id = case when {names} then excluded.requester_id
+                                           else job.requester_id end,
                        ticket_tags = excluded.ticket_tags,
                        event_count = job.event_count + 1,
                        updated_at = excluded.updated_at
          returning id, event_count",
-        queued = JobState::Queued
+        queued = JobState::Queued,
+        names = "excluded.requester_email is not null or excluded.requester_id is not null",
     )
 });
 

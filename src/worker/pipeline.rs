@@ -134,7 +134,7 @@ impl Worker {
         }
         let missing: Vec<Tag> = tags
             .into_iter()
-            .filter(|t| !job.ticket_tags.iter().any(|have| have == t.as_str()))
+            .filter(|t| !job.ticket_tags.iter().any(|have| t.is_on(have, job.source)))
             .collect();
         if missing.is_empty() {
             // The ticket already carries every decided tag: writing again would only re-fire

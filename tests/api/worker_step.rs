@@ -15,7 +15,7 @@ use ltv_tagger::worker::Worker;
 
 use crate::helpers::{shop_db, test_settings, Db, TestDb};
 
-fn event(ticket: &str, requester: Requester) -> NewEvent {
+pub(crate) fn event(ticket: &str, requester: Requester) -> NewEvent {
     NewEvent {
         source: Source::Zendesk,
         ticket_id: TicketId::parse(ticket).expect("id"),
@@ -27,16 +27,21 @@ fn event(ticket: &str, requester: Requester) -> NewEvent {
     }
 }
 
-struct Setup {
-    worker: Worker,
-    fake: FakeHelpdesk,
-    dbs: Vec<TestDb>,
+pub(crate) struct Setup {
+    pub(crate) worker: Worker,
+    pub(crate) fake: FakeHelpdesk,
+    pub(crate) dbs: Vec<TestDb>,
 }
 
 async fn setup(plug: Option<Arc<dyn Helpdesk>>) -> Setup {
+    setup_on(Db::Sqlite, plug).await
+}
+
+/// A worker on a fresh state DB of `state`'s kind, the SQLite shop and the fake Zendesk.
+pub(crate) async fn setup_on(state: Db, plug: Option<Arc<dyn Helpdesk>>) -> Setup {
     let cfg = FakeHelpdeskConfig::default();
     let fake = FakeHelpdesk::start(cfg.clone()).await.expect("fake");
-    let state_db = TestDb::create(Db::Sqlite, "ltv_step").await;
+    let state_db = TestDb::create(state, "ltv_step").await;
     let shop = shop_db(Db::Sqlite).await;
     let raw = test_settings(&state_db.url, &shop.url, &fake, &cfg, true, false);
     let settings = raw.validate().expect("valid");

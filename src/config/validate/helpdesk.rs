@@ -17,13 +17,34 @@ fn base_url(
 ) -> Option<String> {
     let url = override_url.trim().trim_end_matches('/');
     if !url.is_empty() {
-        if url.starts_with("http://") || url.starts_with("https://") {
-            return Some(url.to_ascii_lowercase());
+        let Some((scheme, host)) = url
+            .split_once("://")
+            .filter(|(s, _)| ["http", "https"].contains(&s.to_ascii_lowercase().as_str()))
+        else {
+            errs.push(format!(
+                "{section}.api_base_url: {url:?} must start with http:// or https://"
+            ));
+            return None;
+        };
+        // The service appends `/api/v2/…` (Zendesk) or `/api/…` (Gorgias) itself: a path here
+        // would double it and every write would get a 404.
+        if let Some(at) = host.find(['/', '?', '#']) {
+            errs.push(format!(
+                "{section}.api_base_url: {url:?} has a path ({:?}); give scheme and host only, e.g. \"https://{}\" (the service adds the API path itself)",
+                &host[at..],
+                &host[..at]
+            ));
+            return None;
         }
-        errs.push(format!(
-            "{section}.api_base_url: {url:?} must start with http:// or https://"
+        if host.is_empty() {
+            errs.push(format!("{section}.api_base_url: {url:?} has no host"));
+            return None;
+        }
+        return Some(format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
         ));
-        return None;
     }
     let name = name.trim();
     if name.is_empty() {
@@ -37,6 +58,29 @@ fn base_url(
         ));
         None
     }
+}
+
+/// `zendesk.event_types`: ticket event names, with or without the `zen:event-type:` prefix.
+fn event_types(raw: &[String], errs: &mut Vec<String>) -> Vec<String> {
+    let mut types = Vec::new();
+    for (i, t) in raw.iter().enumerate() {
+        let t = t.trim();
+        let name = t.strip_prefix("zen:event-type:").unwrap_or(t);
+        let valid = name.strip_prefix("ticket.").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        });
+        if valid {
+            types.push(name.to_string());
+        } else {
+            errs.push(format!(
+                "zendesk.event_types[{i}]: {t:?} is not a ticket event type (for example \"ticket.created\"); only ticket events name a ticket to tag"
+            ));
+        }
+    }
+    types
 }
 
 fn require_email(section: &str, email: &str, errs: &mut Vec<String>) {
@@ -89,6 +133,7 @@ impl RawZendesk {
         if self.request_timeout.is_zero() {
             errs.push("zendesk.request_timeout: must be more than 0s".into());
         }
+        let event_types = event_types(&self.event_types, errs);
         if errs.len() > n {
             return None;
         }
@@ -101,6 +146,7 @@ impl RawZendesk {
             requests_per_minute: self.requests_per_minute,
             request_timeout: self.request_timeout,
             dangerous_accept_test_secret: self.dangerous_accept_test_secret,
+            event_types,
         })
     }
 }
@@ -165,6 +211,40 @@ impl RawGorgias {
 #[cfg(test)]
 mod tests {
     use crate::config::test_support::errors_of;
+
+    #[test]
+    fn an_api_base_url_with_a_path_is_refused_naming_the_key() {
+        for (section, extra) in [
+            (
+                "zendesk",
+                "subdomain = \"\"\nemail = \"a@b.c\"\napi_token = \"t\"\nwebhook_secret = \"s\"",
+            ),
+            (
+                "gorgias",
+                "email = \"a@b.c\"\napi_key = \"k\"\nwebhook_token = \"t\"",
+            ),
+        ] {
+            for url in [
+                "https://acme.example.com/api/v2",
+                "http://127.0.0.1:9000/api/",
+                "https://x.test?a=1",
+            ] {
+                let errs = errors_of(&format!(
+                    "[orders]\nurl = \"sqlite://x.db\"\n[{section}]\napi_base_url = \"{url}\"\n{extra}\n"
+                ));
+                assert!(
+                    errs.iter()
+                        .any(|e| e.starts_with(&format!("{section}.api_base_url:"))
+                            && e.contains("has a path")),
+                    "{section} {url}: {errs:?}"
+                );
+            }
+            let errs = errors_of(&format!(
+                "[orders]\nurl = \"sqlite://x.db\"\n[{section}]\napi_base_url = \"http://127.0.0.1:9000/\"\n{extra}\n"
+            ));
+            assert!(errs.is_empty(), "a trailing slash is fine: {errs:?}");
+        }
+    }
 
     #[test]
     fn zendesk_without_secrets_names_each_key() {

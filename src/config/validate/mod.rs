@@ -2,11 +2,11 @@
 
 mod helpdesk;
 mod policy;
+mod state_url;
 
 use std::time::Duration;
 
 use super::raw::{OrdersSettings, RawSettings, ServerSettings, StateSettings, WorkerSettings};
-use super::redact::redact_url_password;
 use super::secrets::resolve_url_files;
 use super::{orders_options, Settings};
 
@@ -60,14 +60,12 @@ impl RawSettings {
 }
 
 fn server(s: &ServerSettings, errs: &mut Vec<String>) {
-    if s.bind.parse::<std::net::SocketAddr>().is_err()
-        && !s
-            .bind
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-    {
+    // The same resolution `serve` does when it binds, so `check-config` refuses what `serve` would.
+    let resolves = std::net::ToSocketAddrs::to_socket_addrs(s.bind.as_str())
+        .is_ok_and(|mut addrs| addrs.next().is_some());
+    if !resolves {
         errs.push(format!(
-            "server.bind: {:?} is not HOST:PORT (for example \"0.0.0.0:8080\")",
+            "server.bind: {:?} is not HOST:PORT with a port from 0 to 65535 and a host that resolves (for example \"0.0.0.0:8080\")",
             s.bind
         ));
     }
@@ -95,15 +93,7 @@ fn server(s: &ServerSettings, errs: &mut Vec<String>) {
 }
 
 fn state(st: &StateSettings, errs: &mut Vec<String>) {
-    if !(st.url.starts_with("sqlite://")
-        || st.url.starts_with("postgres://")
-        || st.url.starts_with("postgresql://"))
-    {
-        errs.push(format!(
-            "state.url: {:?} must start with sqlite:// or postgres://",
-            redact_url_password(&st.url)
-        ));
-    }
+    state_url::state_url(&st.url, errs);
     if st.max_connections == 0 {
         errs.push("state.max_connections: must be at least 1".into());
     }

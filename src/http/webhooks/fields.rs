@@ -18,16 +18,17 @@ pub fn parse_json(body: &[u8]) -> Result<Value, WebhookError> {
     }
 }
 
+/// The longest id we take (the helpdesks' ids are 64-bit integers; event ids are UUIDs).
+const MAX_ID_CHARS: usize = 128;
+
+/// The longest email address there is (RFC 5321 path limit).
+const MAX_EMAIL_CHARS: usize = 254;
+
 /// An id given as a string or a number; empty strings and nulls are absent.
 pub fn field_id(v: &Value, key: &str) -> Result<Option<String>, WebhookError> {
     match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(WebhookError::BadRequest(
-            format!("{key} contains control characters"),
-        )),
-        Some(Value::String(s)) if s.len() <= 128 => Ok(Some(s.trim().to_string())),
         Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        Some(Value::String(_)) | None | Some(Value::Null) => field_text(v, key, MAX_ID_CHARS),
         Some(other) => Err(WebhookError::BadRequest(format!(
             "{key} must be a string or an integer, got {}",
             truncate(&other.to_string(), 40)
@@ -35,19 +36,55 @@ pub fn field_id(v: &Value, key: &str) -> Result<Option<String>, WebhookError> {
     }
 }
 
+/// A string field, trimmed, at most `max` characters; empty strings and nulls are absent.
+fn field_text(v: &Value, key: &str, max: usize) -> Result<Option<String>, WebhookError> {
+    let bad = |m: String| Err(WebhookError::BadRequest(m));
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() {
+                Ok(None)
+            } else if s.chars().any(char::is_control) {
+                bad(format!("{key} contains control characters"))
+            } else if s.chars().count() > max {
+                bad(format!(
+                    "{key} is {} characters long, more than the {max} allowed",
+                    s.chars().count()
+                ))
+            } else {
+                Ok(Some(s.to_string()))
+            }
+        }
+        Some(other) => bad(format!(
+            "{key} must be a string, got {}",
+            truncate(&other.to_string(), 40)
+        )),
+    }
+}
+
+/// An email address (up to 254 characters), normalised; empty strings and nulls are absent.
 pub fn field_email(v: &Value, key: &str) -> Result<Option<CustomerEmail>, WebhookError> {
-    match field_id(v, key) {
-        Ok(None) => Ok(None),
-        Ok(Some(s)) => CustomerEmail::parse(&s)
+    match field_text(v, key, MAX_EMAIL_CHARS)? {
+        None => Ok(None),
+        Some(s) => CustomerEmail::parse(&s)
             .map(Some)
             .map_err(|e| WebhookError::BadRequest(format!("{key}: {e}"))),
-        Err(_) => Err(WebhookError::BadRequest(format!("{key} must be a string"))),
     }
 }
 
 /// Tags as `"a b c"`, `"a,b,c"` or `["a","b"]`; lower-cased; odd entries are ignored (they are the
 /// helpdesk's own tags, we only compare ours against them).
 pub fn field_tags(v: &Value, key: &str) -> Result<Vec<String>, WebhookError> {
+    tags_with(v, key, |t| t.as_str().to_string())
+}
+
+/// [`field_tags`] with each tag's case kept, for helpdesks whose tags are case-sensitive (Gorgias).
+pub fn field_tags_as_sent(v: &Value, key: &str) -> Result<Vec<String>, WebhookError> {
+    tags_with(v, key, |t| t.as_configured().to_string())
+}
+
+fn tags_with(v: &Value, key: &str, name: fn(&Tag) -> String) -> Result<Vec<String>, WebhookError> {
     let words: Vec<String> = match v.get(key) {
         None | Some(Value::Null) => vec![],
         Some(Value::String(s)) => s
@@ -71,7 +108,7 @@ pub fn field_tags(v: &Value, key: &str) -> Result<Vec<String>, WebhookError> {
     let mut tags: Vec<String> = words
         .iter()
         .filter_map(|w| Tag::parse(w).ok())
-        .map(|t| t.to_string())
+        .map(|t| name(&t))
         .collect();
     tags.dedup();
     Ok(tags)
@@ -100,14 +137,20 @@ pub fn requester(
         Some(key) => field_email(v, key)?,
         None => None,
     };
-    let id = field_id(v, id_key)?;
+    // An id that is present must be valid even when the email makes it unneeded: a body that
+    // carries garbage is refused at ingest, not found out later.
+    let id = match field_id(v, id_key)? {
+        Some(id) => Some(
+            RequesterId::parse(&id)
+                .map_err(|e| WebhookError::BadRequest(format!("{prefix}{id_key}: {e}")))?,
+        ),
+        None => None,
+    };
     if let Some(email) = email {
         return Ok(Requester::Email(email));
     }
     match id {
-        Some(id) => RequesterId::parse(&id)
-            .map(Requester::Id)
-            .map_err(|e| WebhookError::BadRequest(format!("{prefix}{id_key}: {e}"))),
+        Some(id) => Ok(Requester::Id(id)),
         None => {
             let keys = match email_key {
                 Some(e) => format!("{prefix}{e} or {prefix}{id_key}"),
@@ -132,5 +175,51 @@ mod tests {
         assert_eq!(field_tags(&v, "t").expect("tags"), ["vip", "refund", "web"]);
         assert_eq!(field_tags(&v, "a").expect("tags"), ["x", "y"]);
         assert!(field_tags(&v, "missing").expect("tags").is_empty());
+    }
+
+    fn refusal(r: Result<impl std::fmt::Debug, WebhookError>) -> String {
+        match r {
+            Err(WebhookError::BadRequest(m)) => m,
+            other => panic!("not a bad request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn emails_up_to_254_characters_are_accepted_and_longer_ones_are_named() {
+        let long = format!("{}@example.com", "a".repeat(254 - 12));
+        let v = serde_json::json!({ "e": long, "f": format!("a{long}"), "n": 7 });
+        assert_eq!(
+            field_email(&v, "e")
+                .expect("254 chars")
+                .map(|e| e.to_string()),
+            Some(long)
+        );
+        assert_eq!(
+            refusal(field_email(&v, "f")),
+            "f is 255 characters long, more than the 254 allowed"
+        );
+        assert_eq!(refusal(field_email(&v, "n")), "n must be a string, got 7");
+    }
+
+    #[test]
+    fn every_field_error_says_what_is_wrong_with_that_field() {
+        let v = serde_json::json!({
+            "ctl": "a\u{0}b", "long": "1".repeat(129), "obj": {"x": 1}, "neg": -7, "abc": "abc"
+        });
+        assert_eq!(
+            refusal(field_id(&v, "ctl")),
+            "ctl contains control characters"
+        );
+        assert!(refusal(field_id(&v, "long")).starts_with("long is 129 characters long"));
+        assert!(refusal(field_id(&v, "obj")).starts_with("obj must be a string or an integer"));
+        for key in ["neg", "abc"] {
+            let m = refusal(requester(&v, None, key, "detail."));
+            assert!(
+                m.starts_with(&format!(
+                    "detail.{key}: requester id must be a positive integer"
+                )),
+                "{m}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::fields::{field_tags, parse_json, requester, ticket_id};
+use super::fields::{field_tags_as_sent, parse_json, requester, ticket_id};
 use super::{ParsedEvent, WebhookError};
 use crate::domain::Source;
 
@@ -42,7 +42,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedEvent, WebhookError> {
         ticket_id,
         event_type: "http-integration".into(),
         requester: requester(&v, Some("customer_email"), "customer_id", "")?,
-        ticket_tags: field_tags(&v, "tags")?,
+        ticket_tags: field_tags_as_sent(&v, "tags")?,
         event_id: None,
     })
 }

@@ -40,10 +40,16 @@ pub struct SignatureKeys {
     pub tolerance: std::time::Duration,
 }
 
-/// base64(HMAC-SHA256(secret, timestamp ‖ body)), compared in constant time (`verify_slice`).
-///
-/// The timestamp must be ISO-8601 and within `tolerance` of `now` both ways; any missing, empty,
-/// truncated or non-base64 signature is refused.
+/// Which secret a verified signature was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer {
+    /// The webhook's own signing secret.
+    Webhook,
+    /// Zendesk's public test-delivery secret (only when dangerously allowed).
+    TestSecret,
+}
+
+/// [`verify_signer`] when the caller does not care which secret signed.
 pub fn verify(
     keys: &SignatureKeys,
     signature: Option<&[u8]>,
@@ -51,6 +57,20 @@ pub fn verify(
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<(), WebhookError> {
+    verify_signer(keys, signature, timestamp, body, now).map(drop)
+}
+
+/// base64(HMAC-SHA256(secret, timestamp ‖ body)), compared in constant time (`verify_slice`).
+///
+/// The timestamp must be ISO-8601 and within `tolerance` of `now` both ways; any missing, empty,
+/// truncated or non-base64 signature is refused.
+pub fn verify_signer(
+    keys: &SignatureKeys,
+    signature: Option<&[u8]>,
+    timestamp: Option<&[u8]>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Signer, WebhookError> {
     let unauthorized = |m: &str| WebhookError::Unauthorized(m.to_string());
     let signature = signature
         .filter(|s| !s.is_empty())
@@ -82,8 +102,10 @@ pub fn verify(
         h.update(body);
         h.verify_slice(&mac).is_ok()
     };
-    if matches(&keys.secret) || keys.test_secret.as_ref().is_some_and(matches) {
-        Ok(())
+    if matches(&keys.secret) {
+        Ok(Signer::Webhook)
+    } else if keys.test_secret.as_ref().is_some_and(matches) {
+        Ok(Signer::TestSecret)
     } else {
         Err(unauthorized(
             "signature does not match: check zendesk.webhook_secret against the webhook's signing secret",
@@ -98,6 +120,26 @@ pub fn parse(body: &[u8]) -> Result<ParsedEvent, WebhookError> {
     match v.get("type").and_then(Value::as_str) {
         Some(t) if t.starts_with("zen:event-type:") => parse_event(&v, t),
         _ => parse_trigger(&v),
+    }
+}
+
+/// Like [`parse`], but an event-subscription body whose type (`ticket.created`, …) is not in
+/// `accepted` is `Ok(None)`: answered, not queued, whatever else it holds.
+pub fn parse_accepted(
+    body: &[u8],
+    accepted: &[String],
+) -> Result<Option<ParsedEvent>, WebhookError> {
+    let v = parse_json(body)?;
+    match v.get("type").and_then(Value::as_str) {
+        Some(t) if t.starts_with("zen:event-type:") => {
+            let kind = &t["zen:event-type:".len()..];
+            if accepted.iter().any(|a| a == kind) {
+                parse_event(&v, t).map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+        _ => parse_trigger(&v).map(Some),
     }
 }
 
@@ -311,6 +353,19 @@ mod tests {
             e.event_id.as_deref(),
             Some("cbe4028c-7239-495d-b020-f22348516046")
         );
+    }
+
+    #[test]
+    fn only_the_accepted_event_types_are_parsed_and_trigger_bodies_always_are() {
+        let created = fixture("zendesk-event-ticket-created.json");
+        let accepted = ["ticket.created".to_string()];
+        assert!(matches!(parse_accepted(&created, &accepted), Ok(Some(_))));
+        assert!(matches!(parse_accepted(&created, &[]), Ok(None)));
+        // An ignored type is not parsed further: a body without a requester is still fine.
+        let updated = br#"{"type": "zen:event-type:ticket.status_changed", "detail": {"id": "1"}}"#;
+        assert!(matches!(parse_accepted(updated, &accepted), Ok(None)));
+        let trigger = fixture("zendesk-trigger-body.json");
+        assert!(matches!(parse_accepted(&trigger, &[]), Ok(Some(_))));
     }
 
     #[test]
