@@ -3,7 +3,9 @@
 mod helpers;
 mod support;
 
+mod dedupe_keys;
 mod faults;
+mod healthcheck;
 mod ingest;
 mod orders;
 mod process;

@@ -26,7 +26,7 @@ pub use error::{WebhookError, RETRY_AFTER_SECS};
 
 use super::AppState;
 use crate::clock::Millis;
-use crate::domain::{truncate, Requester, Source, TicketId};
+use crate::domain::{Requester, Source, TicketId};
 use crate::state::NewEvent;
 
 /// A webhook body understood, before it is committed.
@@ -58,13 +58,25 @@ pub fn dedupe_key(
     window: Duration,
 ) -> String {
     if let Some(id) = delivery_id.filter(|s| !s.is_empty()) {
-        return format!("delivery:{}", truncate(id, 100));
+        return id_key("delivery", id);
     }
     if let Some(id) = &event.event_id {
-        return format!("event:{}", truncate(id, 100));
+        return id_key("event", id);
     }
     let bucket = now.as_epoch_ms() / i64::try_from(window.as_millis().max(1)).unwrap_or(i64::MAX);
     format!("body:{}:{bucket}", hex::encode(Sha256::digest(body)))
+}
+
+/// `{kind}:{id}` for a short id of printable ASCII (readable in the inbox), else
+/// `{kind}#sha256:{hex}`: never truncated, so ids that share a prefix stay two events, and the
+/// `#` keeps a hashed key from ever equalling a readable one.
+fn id_key(kind: &str, id: &str) -> String {
+    const READABLE_MAX: usize = 100;
+    if id.len() <= READABLE_MAX && id.bytes().all(|b| b.is_ascii_graphic()) {
+        format!("{kind}:{id}")
+    } else {
+        format!("{kind}#sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+    }
 }
 
 fn header_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -240,6 +252,25 @@ mod tests {
             ticket_tags: vec![],
             event_id: id.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn long_ids_that_share_a_prefix_are_two_keys_and_short_ids_stay_readable() {
+        let w = Duration::from_secs(600);
+        let at = Millis::from_epoch_ms(0);
+        let (a, b) = ("x".repeat(100) + "-a", "x".repeat(100) + "-b");
+        let ka = dedupe_key(Some(&a), &event(None), b"{}", at, w);
+        let kb = dedupe_key(Some(&b), &event(None), b"{}", at, w);
+        assert_ne!(ka, kb);
+        assert!(ka.starts_with("delivery#sha256:"), "{ka}");
+        assert_eq!(ka, dedupe_key(Some(&a), &event(None), b"{}", at, w));
+        let ea = dedupe_key(None, &event(Some(&a)), b"{}", at, w);
+        assert_ne!(ea, dedupe_key(None, &event(Some(&b)), b"{}", at, w));
+        let hundred = "y".repeat(100);
+        assert_eq!(
+            dedupe_key(Some(&hundred), &event(None), b"{}", at, w),
+            format!("delivery:{hundred}")
+        );
     }
 
     #[test]
