@@ -32,6 +32,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connect_error;
 pub mod demo;
 pub mod domain;
 pub mod helpdesk;

@@ -69,6 +69,8 @@ pub struct WorkerSettings {
     pub retry_max: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_horizon: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
 }
 
 /// Its `Debug` (in `redact.rs`) shows the URL's password redacted.

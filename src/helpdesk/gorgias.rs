@@ -31,6 +31,7 @@ impl GorgiasClient {
         settings: &GorgiasSettings,
         store: StateStore,
         metrics: Metrics,
+        max_retry_after: std::time::Duration,
     ) -> anyhow::Result<GorgiasClient> {
         // Basic base64("{email}:{api_key}")
         let authorization = basic_auth(&format!(
@@ -53,7 +54,8 @@ impl GorgiasClient {
                 budget,
                 metrics,
                 remaining,
-            )?,
+            )?
+            .with_max_retry_after(max_retry_after),
         })
     }
 }

@@ -144,10 +144,19 @@ pub(super) async fn acquire<DB: Database>(
     pool: &sqlx::Pool<DB>,
     backend: Backend,
 ) -> Result<PoolConnection<DB>, OrdersError> {
-    pool.acquire()
-        .await
-        .map_err(|e| OrdersError::unavailable(backend, e))
+    match pool.acquire().await {
+        Ok(conn) => Ok(conn),
+        // "pool timed out" hides the cause: find it with one direct connection.
+        Err(sqlx::Error::PoolTimedOut) => {
+            let cause = crate::connect_error::diagnose_pool_timeout(pool, DIAGNOSE_WITHIN).await;
+            Err(OrdersError::unavailable(backend, cause))
+        }
+        Err(e) => Err(OrdersError::unavailable(backend, e)),
+    }
 }
+
+/// How long the direct connection that explains a pool timeout may take.
+const DIAGNOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {

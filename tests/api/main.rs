@@ -6,6 +6,7 @@ mod support;
 mod dedupe_keys;
 mod faults;
 mod healthcheck;
+mod helpdesk_answers;
 mod ingest;
 mod orders;
 mod process;

@@ -134,6 +134,9 @@ fn worker(w: &WorkerSettings, errs: &mut Vec<String>) {
     if w.retry_horizon < w.retry_base {
         errs.push("worker.retry_horizon: must be at least worker.retry_base".into());
     }
+    if w.max_retry_after.is_zero() || w.max_retry_after > Duration::from_secs(3600) {
+        errs.push("worker.max_retry_after: must be more than 0s and at most 1h".into());
+    }
 }
 
 fn orders(o: &OrdersSettings, errs: &mut Vec<String>) {

@@ -75,7 +75,10 @@ fn id_key(kind: &str, id: &str) -> String {
     if id.len() <= READABLE_MAX && id.bytes().all(|b| b.is_ascii_graphic()) {
         format!("{kind}:{id}")
     } else {
-        format!("{kind}#sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+        format!(
+            "{kind}#sha256:{}",
+            hex::encode(Sha256::digest(id.as_bytes()))
+        )
     }
 }
 
