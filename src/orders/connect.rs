@@ -54,16 +54,20 @@ impl Pool {
     pub(super) fn connect_lazy(options: ConnectOptions, opts: &OrderDbOptions) -> Pool {
         match options {
             ConnectOptions::Postgres(o) => Pool::Postgres(pool_options(opts).connect_lazy_with(o)),
-            ConnectOptions::MySql(o) => Pool::MySql(
-                pool_options::<sqlx::MySql>(opts)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            conn.execute("set session transaction read only").await?;
-                            Ok(())
+            ConnectOptions::MySql(o) => {
+                let timeout = opts.query_timeout;
+                Pool::MySql(
+                    pool_options::<sqlx::MySql>(opts)
+                        .after_connect(move |conn, _meta| {
+                            Box::pin(async move {
+                                conn.execute("set session transaction read only").await?;
+                                super::server_timeout::limit_statement_time(conn, timeout).await?;
+                                Ok(())
+                            })
                         })
-                    })
-                    .connect_lazy_with(o),
-            ),
+                        .connect_lazy_with(o),
+                )
+            }
             ConnectOptions::Sqlite(o) => Pool::Sqlite(pool_options(opts).connect_lazy_with(o)),
         }
     }

@@ -30,6 +30,7 @@ mod connect;
 mod decode;
 mod error;
 mod placeholders;
+mod server_timeout;
 #[cfg(test)]
 mod testing;
 

@@ -8,6 +8,7 @@ mod faults;
 mod healthcheck;
 mod helpdesk_answers;
 mod ingest;
+mod order_query_timeout;
 mod orders;
 mod process;
 mod queue;
