@@ -72,6 +72,18 @@ impl Pool {
         }
     }
 
+    /// Why no connection opens, when none is open: the timed-out lookup then reports the cause
+    /// (refused, DNS, TLS, auth) rather than a bare timeout. `None` while connections are open.
+    pub(super) async fn connect_failure(&self) -> Option<sqlx::Error> {
+        use crate::connect_error::diagnose_pool_timeout as diagnose;
+        match self {
+            Pool::Postgres(p) if p.size() == 0 => Some(diagnose(p, DIAGNOSE_WITHIN).await),
+            Pool::MySql(p) if p.size() == 0 => Some(diagnose(p, DIAGNOSE_WITHIN).await),
+            Pool::Sqlite(p) if p.size() == 0 => Some(diagnose(p, DIAGNOSE_WITHIN).await),
+            _ => None,
+        }
+    }
+
     pub(super) fn backend(&self) -> Backend {
         match self {
             Pool::Postgres(_) => Backend::Postgres,

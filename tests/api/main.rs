@@ -3,6 +3,7 @@
 mod helpers;
 mod support;
 
+mod connection_errors;
 mod dedupe_keys;
 mod faults;
 mod healthcheck;

@@ -13,7 +13,8 @@ use crate::helpers::{Db, TestDb};
 async fn a_slow_mariadb_order_query_is_stopped_on_the_server_at_the_query_timeout() {
     let db = TestDb::create(Db::Mariadb, "ltv_slow").await;
     let marker = uuid::Uuid::new_v4().simple().to_string();
-    let query = format!("select sleep(30) as ltv from (select 1 as x) t where :email <> '{marker}'");
+    let query =
+        format!("select sleep(30) as ltv from (select 1 as x) t where :email <> '{marker}'");
     let defaults = RawSettings::load(None, "LTV_TAGGER_TEST_NOT_SET").expect("defaults");
     let orders = OrderDb::connect_lazy(&OrderDbOptions {
         url: db.url.clone(),

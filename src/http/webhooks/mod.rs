@@ -132,7 +132,12 @@ async fn commit(
     let (source, ticket_id) = (new.source, new.ticket_id);
     let store = state.store.clone();
     let enqueued = state
-        .on_main(async move { store.enqueue(&new, now).await })
+        .on_main(async move {
+            match store.enqueue(&new, now).await {
+                Ok(e) => Ok(e),
+                Err(e) => Err(store.explain(e).await),
+            }
+        })
         .await
         .map_err(WebhookError::Unavailable)?
         .map_err(|e| {
