@@ -17,6 +17,7 @@
 //! | `retention.rs` | pruning old rows, and the loop that does it |
 
 mod audit;
+mod db_clock;
 mod dead_letters;
 mod inbox;
 mod queue;

@@ -495,7 +495,10 @@ async fn a_429_pauses_the_whole_account_until_retry_after() {
         .expect("429");
     let pause = Duration::from_secs(2);
     // The next call is for another ticket than the one refused: the pause held the account.
-    let refused = calls.iter().find(|c| c.status == 429).map(|c| c.path.clone());
+    let refused = calls
+        .iter()
+        .find(|c| c.status == 429)
+        .map(|c| c.path.clone());
     let next_other = calls
         .iter()
         .filter(|c| c.at > t429 && Some(&c.path) != refused.as_ref())

@@ -9,6 +9,7 @@ mod faults;
 mod healthcheck;
 mod helpdesk_answers;
 mod ingest;
+mod lease_clock;
 mod order_query_timeout;
 mod orders;
 mod process;
