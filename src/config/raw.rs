@@ -28,6 +28,7 @@ pub struct ServerSettings {
     pub max_connections: usize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    pub unverified_body_budget_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     #[serde(with = "humantime_serde")]

@@ -15,5 +15,6 @@ mod orders;
 mod process;
 mod queue;
 mod scale;
+mod stalled_bodies;
 mod tagging;
 mod worker_step;

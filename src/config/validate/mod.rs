@@ -74,6 +74,11 @@ fn server(s: &ServerSettings, errs: &mut Vec<String>) {
     if !(1024..=16 * 1024 * 1024).contains(&s.max_body_bytes) {
         errs.push("server.max_body_bytes: must be between 1024 and 16777216".into());
     }
+    if s.unverified_body_budget_bytes < s.max_body_bytes {
+        errs.push(
+            "server.unverified_body_budget_bytes: must be at least server.max_body_bytes".into(),
+        );
+    }
     if s.max_connections == 0 {
         errs.push("server.max_connections: must be at least 1".into());
     }

@@ -4,12 +4,14 @@
 //! | file | part |
 //! |---|---|
 //! | `body.rs` | the bounded, timed body reader |
+//! | `body_budget.rs` | the byte budget all unverified bodies share |
 //! | `fields.rs` | lenient JSON field readers |
 //! | `error.rs` | refusals: status, `Retry-After`, outcome label |
 //! | `zendesk.rs` | HMAC signature check, trigger and event-subscription bodies |
 //! | `gorgias.rs` | shared-token check, HTTP-integration body |
 
 mod body;
+pub mod body_budget;
 mod error;
 mod fields;
 pub mod gorgias;
@@ -98,7 +100,14 @@ async fn ingest(
 ) -> Result<HttpResponse, WebhookError> {
     let result = async {
         before_body(&state, req.headers())?;
-        let body = body::read_body(&req, payload, state.max_body_bytes, state.body_timeout).await?;
+        let (body, _held) = body::read_body(
+            &req,
+            payload,
+            state.max_body_bytes,
+            state.body_timeout,
+            &state.body_budget,
+        )
+        .await?;
         let authentic = accept(&state, req.headers(), &body)?;
         commit(&state, authentic, &body).await
     }
