@@ -78,7 +78,7 @@ USER 65532:65532
 VOLUME ["/data"]
 EXPOSE 8080
 
-# `ltv-tagger healthcheck` GETs http://127.0.0.1:8080/livez (2 s timeout) and exits 0 on 2xx, else 1.
+# `ltv-tagger healthcheck` GETs /livez on the configured server.bind port (2 s timeout) and exits 0 on 2xx, else 1.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["/usr/local/bin/ltv-tagger", "healthcheck"]
 

@@ -90,6 +90,9 @@ impl Application {
                 .unwrap_or_default(),
             gorgias_token: settings.gorgias.as_ref().map(|g| g.webhook_token.clone()),
             max_body_bytes: settings.server.max_body_bytes,
+            body_budget: crate::http::webhooks::body_budget::BodyBudget::new(
+                settings.server.unverified_body_budget_bytes,
+            ),
             body_timeout: settings.server.request_timeout,
             dedupe_window: settings.state.dedupe_window,
             wake_workers: wake.clone(),

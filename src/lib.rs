@@ -17,6 +17,7 @@
 //! | [`cli`] | the subcommands (`serve`, `migrate`, `check-config`, `explain`, `jobs`, …) |
 //! | [`clock`] | the millisecond timestamp the state DB stores |
 //! | [`config`] | layered settings: schema, validation by key, secrets, redaction |
+//! | [`connect_error`] | connection errors in words: refused, DNS, TLS, auth, timed out |
 //! | [`domain`] | checked values: ids, emails, tags, job states and outcomes |
 //! | [`http`] | routes: webhooks (ingest), health, metrics |
 //! | [`state`] | the service's own DB: inbox, queue and leases, reclaim, dead letters, audit, retention |
@@ -32,6 +33,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connect_error;
 pub mod demo;
 pub mod domain;
 pub mod helpdesk;

@@ -2,6 +2,8 @@
 //! worker of every replica draws from it. Vendor pacing (Zendesk per minute, Gorgias leaky
 //! bucket), acquire, pause on 429, cap from the helpdesk's remaining-calls headers, and the SQL.
 
+mod pause;
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 

@@ -56,8 +56,9 @@ pub enum Command {
     },
     /// Exit 0 if the service answers on its liveness route (for container HEALTHCHECKs)
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8080/livez")]
-        url: String,
+        /// Default: `/livez` on the port `server.bind` names (loopback for a wildcard address)
+        #[arg(long)]
+        url: Option<String>,
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
@@ -73,7 +74,9 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let file = cli.config;
     match cli.command {
-        Command::Healthcheck { url, timeout } => healthcheck::healthcheck(&url, timeout).await,
+        Command::Healthcheck { url, timeout } => {
+            healthcheck::healthcheck(url, file.as_deref(), timeout).await
+        }
         Command::Demo { keep_serving } => {
             crate::telemetry::init("pretty", "warn");
             report(crate::demo::run(keep_serving).await)

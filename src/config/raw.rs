@@ -28,6 +28,7 @@ pub struct ServerSettings {
     pub max_connections: usize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    pub unverified_body_budget_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     #[serde(with = "humantime_serde")]
@@ -69,6 +70,8 @@ pub struct WorkerSettings {
     pub retry_max: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_horizon: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
 }
 
 /// Its `Debug` (in `redact.rs`) shows the URL's password redacted.

@@ -8,7 +8,9 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use super::answer::{read_capped, success_json, MAX_ANSWER_BYTES};
 use super::HelpdeskError;
+use crate::clock::Millis;
 use crate::domain::{truncate, Source};
 use crate::metrics::Metrics;
 use crate::rate_budget::RateBudget;
@@ -23,7 +25,13 @@ pub struct ApiClient {
     metrics: Metrics,
     /// Reads the helpdesk's own count of calls left, if its answer says.
     remaining: fn(&HeaderMap) -> Option<f64>,
+    /// The longest pause a `Retry-After` on a 5xx/408/409/423 may impose (`worker.max_retry_after`).
+    max_retry_after: Duration,
 }
+
+/// A pause shorter than this is waited out holding the job; a longer one gives the job back to
+/// the queue (shown as waiting) until the pause ends.
+const HOLD_THROUGH_PAUSE: Duration = Duration::from_secs(2);
 
 impl ApiClient {
     pub fn new(
@@ -50,7 +58,14 @@ impl ApiClient {
             budget,
             metrics,
             remaining,
+            max_retry_after: Duration::from_secs(60),
         })
+    }
+
+    /// Caps the pause a `Retry-After` on a server error may impose on the whole account.
+    pub fn with_max_retry_after(mut self, cap: Duration) -> ApiClient {
+        self.max_retry_after = cap;
+        self
     }
 
     /// One call, paced under the account's budget. Returns the parsed JSON answer (or `Null`).
@@ -60,6 +75,19 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, HelpdeskError> {
+        // Through a long pause, the job waits in the queue (not as `running`) until it ends.
+        match self.budget.paused_for(Millis::now()).await {
+            Ok(Some(left)) if left > HOLD_THROUGH_PAUSE => {
+                return Err(HelpdeskError::Paused { retry_after: left })
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(HelpdeskError::Unavailable(format!(
+                    "rate budget: state DB: {}",
+                    crate::connect_error::describe_db(&e)
+                )))
+            }
+        }
         self.budget
             .acquire()
             .await
@@ -84,10 +112,10 @@ impl ApiClient {
             Err(e) => {
                 let kind = if e.is_timeout() { "timeout" } else { "error" };
                 label(kind);
-                // reqwest errors name the URL but never the headers: no secret in here.
+                // Says what happened (refused, DNS, TLS, timed out); never the headers.
                 return Err(HelpdeskError::Unavailable(format!(
-                    "{method} {path}: {kind}: {}",
-                    e.without_url()
+                    "{method} {path}: {}",
+                    crate::connect_error::describe_http(&e)
                 )));
             }
         };
@@ -97,10 +125,14 @@ impl ApiClient {
             self.budget.cap(left).await;
         }
         let retry_after = parse_retry_after(res.headers());
-        let text = res.text().await.unwrap_or_default();
+        let body = read_capped(res, MAX_ANSWER_BYTES).await;
         if status.is_success() {
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+            return success_json(&method, path, body);
         }
+        let text = match body {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => format!("({e})"),
+        };
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = retry_after.unwrap_or(Duration::from_secs(10));
             self.budget.pause(wait).await;
@@ -119,8 +151,9 @@ impl ApiClient {
             || status == StatusCode::CONFLICT
             || status == StatusCode::LOCKED
         {
+            // A proxy's error page may ask for hours: never pause tagging longer than the cap.
             if let Some(wait) = retry_after {
-                self.budget.pause(wait).await;
+                self.budget.pause(wait.min(self.max_retry_after)).await;
             }
             return Err(HelpdeskError::Unavailable(format!(
                 "{method} {path}: HTTP {}: {reason}",

@@ -7,6 +7,9 @@ pub enum HelpdeskError {
     /// 429: try again after `retry_after`.
     #[error("rate limited (429), retry after {}s", .retry_after.as_secs())]
     RateLimited { retry_after: Duration },
+    /// The account is paused (an earlier 429 or `Retry-After`): the job waits in the queue.
+    #[error("helpdesk account paused after a 429 or Retry-After, retry after {}s", .retry_after.as_secs())]
+    Paused { retry_after: Duration },
     /// 5xx, timeouts, connection errors: worth retrying.
     #[error("{0}")]
     Unavailable(String),

@@ -30,6 +30,7 @@ impl GorgiasClient {
         settings: &GorgiasSettings,
         store: StateStore,
         metrics: Metrics,
+        max_retry_after: std::time::Duration,
     ) -> anyhow::Result<GorgiasClient> {
         // Basic base64("{email}:{api_key}")
         let authorization = basic_auth(&format!(
@@ -52,7 +53,8 @@ impl GorgiasClient {
                 budget,
                 metrics,
                 remaining,
-            )?,
+            )?
+            .with_max_retry_after(max_retry_after),
         })
     }
 }

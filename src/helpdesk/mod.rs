@@ -3,6 +3,7 @@
 //! `api.rs` sends every call (rate budget, status → [`HelpdeskError`], `Retry-After`, metrics);
 //! `zendesk.rs` and `gorgias.rs` hold only each vendor's endpoints and auth.
 
+mod answer;
 mod api;
 mod error;
 pub mod gorgias;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use answer::MAX_ANSWER_BYTES;
 pub use api::{basic_auth, email_at, ApiClient};
 pub use error::HelpdeskError;
 pub use gorgias::GorgiasClient;
@@ -47,12 +49,13 @@ impl Helpdesks {
         metrics: &Metrics,
     ) -> anyhow::Result<Helpdesks> {
         let mut helpdesks = Helpdesks::default();
+        let max_retry_after = settings.worker.max_retry_after;
         if let Some(z) = &settings.zendesk {
-            let client = ZendeskClient::new(z, store.clone(), metrics.clone())?;
+            let client = ZendeskClient::new(z, store.clone(), metrics.clone(), max_retry_after)?;
             helpdesks = helpdesks.with(Source::Zendesk, Arc::new(client));
         }
         if let Some(g) = &settings.gorgias {
-            let client = GorgiasClient::new(g, store.clone(), metrics.clone())?;
+            let client = GorgiasClient::new(g, store.clone(), metrics.clone(), max_retry_after)?;
             helpdesks = helpdesks.with(Source::Gorgias, Arc::new(client));
         }
         Ok(helpdesks)

@@ -32,6 +32,7 @@ impl ZendeskClient {
         settings: &ZendeskSettings,
         store: StateStore,
         metrics: Metrics,
+        max_retry_after: std::time::Duration,
     ) -> anyhow::Result<ZendeskClient> {
         // Basic base64("{email}/token:{api_token}")
         let authorization = basic_auth(&format!(
@@ -53,7 +54,8 @@ impl ZendeskClient {
                 budget,
                 metrics,
                 remaining,
-            )?,
+            )?
+            .with_max_retry_after(max_retry_after),
         })
     }
 }

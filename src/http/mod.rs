@@ -31,6 +31,8 @@ pub struct AppState {
     pub zendesk_event_types: Vec<String>,
     pub gorgias_token: Option<SecretString>,
     pub max_body_bytes: usize,
+    /// Bytes all unverified webhook bodies may hold at once (`server.unverified_body_budget_bytes`).
+    pub body_budget: webhooks::body_budget::BodyBudget,
     pub body_timeout: Duration,
     pub dedupe_window: Duration,
     pub wake_workers: Arc<Notify>,

@@ -54,22 +54,38 @@ impl Pool {
     pub(super) fn connect_lazy(options: ConnectOptions, opts: &OrderDbOptions) -> Pool {
         match options {
             ConnectOptions::Postgres(o) => Pool::Postgres(pool_options(opts).connect_lazy_with(o)),
-            ConnectOptions::MySql(o) => Pool::MySql(
-                pool_options::<sqlx::MySql>(opts)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            conn.execute("set session transaction read only").await?;
-                            Ok(())
+            ConnectOptions::MySql(o) => {
+                let timeout = opts.query_timeout;
+                Pool::MySql(
+                    pool_options::<sqlx::MySql>(opts)
+                        .after_connect(move |conn, _meta| {
+                            Box::pin(async move {
+                                conn.execute("set session transaction read only").await?;
+                                super::server_timeout::limit_statement_time(conn, timeout).await?;
+                                Ok(())
+                            })
                         })
-                    })
-                    .connect_lazy_with(o),
-            ),
+                        .connect_lazy_with(o),
+                )
+            }
             ConnectOptions::Sqlite(o) => Pool::Sqlite(
                 pool_options::<sqlx::Sqlite>(opts)
                     // SQLite's lower() folds ASCII only: emails are lower-cased in Unicode.
                     .after_connect(|conn, _meta| Box::pin(super::sqlite_lower::register(conn)))
                     .connect_lazy_with(o),
             ),
+        }
+    }
+
+    /// Why no connection opens, when none is open: the timed-out lookup then reports the cause
+    /// (refused, DNS, TLS, auth) rather than a bare timeout. `None` while connections are open.
+    pub(super) async fn connect_failure(&self) -> Option<sqlx::Error> {
+        use crate::connect_error::diagnose_pool_timeout as diagnose;
+        match self {
+            Pool::Postgres(p) if p.size() == 0 => Some(diagnose(p, DIAGNOSE_WITHIN).await),
+            Pool::MySql(p) if p.size() == 0 => Some(diagnose(p, DIAGNOSE_WITHIN).await),
+            Pool::Sqlite(p) if p.size() == 0 => Some(diagnose(p, DIAGNOSE_WITHIN).await),
+            _ => None,
         }
     }
 
@@ -149,10 +165,19 @@ pub(super) async fn acquire<DB: Database>(
     pool: &sqlx::Pool<DB>,
     backend: Backend,
 ) -> Result<PoolConnection<DB>, OrdersError> {
-    pool.acquire()
-        .await
-        .map_err(|e| OrdersError::unavailable(backend, e))
+    match pool.acquire().await {
+        Ok(conn) => Ok(conn),
+        // "pool timed out" hides the cause: find it with one direct connection.
+        Err(sqlx::Error::PoolTimedOut) => {
+            let cause = crate::connect_error::diagnose_pool_timeout(pool, DIAGNOSE_WITHIN).await;
+            Err(OrdersError::unavailable(backend, cause))
+        }
+        Err(e) => Err(OrdersError::unavailable(backend, e)),
+    }
 }
+
+/// How long the direct connection that explains a pool timeout may take.
+const DIAGNOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ pub enum OrdersConfigError {
 /// A lookup that failed. Cheap to clone (the cache hands one error to every waiting caller).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OrdersError {
-    #[error("{backend} order database unavailable: {cause}")]
+    #[error("{backend} order database unavailable: {}", crate::connect_error::describe_db(.cause))]
     Unavailable {
         backend: Backend,
         cause: Arc<sqlx::Error>,

@@ -32,6 +32,7 @@ mod describe;
 mod error;
 mod pg_numeric;
 mod placeholders;
+mod server_timeout;
 mod sqlite_lower;
 #[cfg(test)]
 mod testing;
@@ -196,14 +197,17 @@ impl OrderDb {
         &self,
         work: impl Future<Output = Result<T, OrdersError>>,
     ) -> Result<T, OrdersError> {
-        tokio::time::timeout(self.query_timeout, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(OrdersError::Timeout {
+        match tokio::time::timeout(self.query_timeout, work).await {
+            Ok(r) => r,
+            // Timed out before any connection opened: say why none does (issue 9, item 13).
+            Err(_) => Err(match self.pool.connect_failure().await {
+                Some(cause) => OrdersError::unavailable(self.pool.backend(), cause),
+                None => OrdersError::Timeout {
                     backend: self.pool.backend(),
                     after: self.query_timeout,
-                })
-            })
+                },
+            }),
+        }
     }
 }
 

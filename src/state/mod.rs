@@ -17,6 +17,7 @@
 //! | `retention.rs` | pruning old rows, and the loop that does it |
 
 mod audit;
+mod db_clock;
 mod dead_letters;
 mod inbox;
 mod queue;
@@ -29,6 +30,8 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
+
+use crate::connect_error::{describe_db, diagnose_pool_timeout};
 
 pub use audit::{AuditRecord, AuditRow};
 pub use dead_letters::{JobRow, QueueDepth};
@@ -129,15 +132,34 @@ impl StateStore {
     /// Reachable and fully migrated, for `/readyz`.
     pub async fn check_ready(&self) -> Result<(), String> {
         let latest = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("select max(version) from _sqlx_migrations where success = true")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| format!("unreachable or not migrated: {e}"))?;
+        let applied: Option<i64> = match sqlx::query_scalar(
+            "select max(version) from _sqlx_migrations where success = true",
+        )
+        .fetch_one(&self.pool)
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let e = self.explain(e).await;
+                return Err(format!("unreachable or not migrated: {}", describe_db(&e)));
+            }
+        };
         match applied {
             Some(v) if v >= latest => Ok(()),
             Some(v) => Err(format!("migrations pending: at {v}, latest is {latest}")),
             None => Err("not migrated: run `ltv-tagger migrate`".into()),
+        }
+    }
+}
+
+impl StateStore {
+    /// "pool timed out" hides why: one direct connection says (refused, DNS, TLS, auth).
+    pub async fn explain(&self, e: sqlx::Error) -> sqlx::Error {
+        match e {
+            sqlx::Error::PoolTimedOut => {
+                diagnose_pool_timeout(&self.pool, std::time::Duration::from_secs(3)).await
+            }
+            e => e,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use super::audit::{insert_audit, AuditRecord};
+use super::db_clock::now_ms;
 use super::{is_unique_violation, split_tags, Backend, StateStore};
 use crate::clock::Millis;
 use crate::domain::{CustomerEmail, JobId, JobState, Requester, RequesterId, Source, TicketId};
@@ -102,10 +103,11 @@ impl ClaimedRow {
 }
 
 /// Walks `job_due_ix` in `run_at` order and stops at the limit: the cost does not grow with the
-/// backlog. `{lock}` is `for update skip locked` on PostgreSQL.
-fn claim_sql(lock: &str) -> String {
+/// backlog. `{lock}` is `for update skip locked` on PostgreSQL. The lease (`$2` milliseconds)
+/// runs from the state DB's clock, not the replica's.
+fn claim_sql(backend: Backend, lock: &str) -> String {
     format!(
-        "update job set state = '{running}', lease_owner = $1, lease_until = $2,
+        "update job set state = '{running}', lease_owner = $1, lease_until = {db_now} + $2,
                         attempts = attempts + 1, updated_at = $3
          where id in (select j.id from job j
                       where j.state = '{queued}' and j.run_at <= $3
@@ -119,19 +121,31 @@ fn claim_sql(lock: &str) -> String {
                    event_count, attempts, created_at",
         running = JobState::Running,
         queued = JobState::Queued,
+        db_now = now_ms(backend),
     )
 }
 
-static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| claim_sql(""));
-static CLAIM_POSTGRES: LazyLock<String> = LazyLock::new(|| claim_sql("for update skip locked"));
+static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| claim_sql(Backend::Sqlite, ""));
+static CLAIM_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| claim_sql(Backend::Postgres, "for update skip locked"));
 
-static RENEW: LazyLock<String> = LazyLock::new(|| {
+/// `$3`: the lease in milliseconds, from the state DB's clock.
+fn renew_sql(backend: Backend) -> String {
     format!(
-        "update job set lease_until = $3, updated_at = $4
+        "update job set lease_until = {} + $3, updated_at = $4
          where id = $1 and lease_owner = $2 and state = '{}'",
+        now_ms(backend),
         JobState::Running
     )
-});
+}
+
+static RENEW_SQLITE: LazyLock<String> = LazyLock::new(|| renew_sql(Backend::Sqlite));
+static RENEW_POSTGRES: LazyLock<String> = LazyLock::new(|| renew_sql(Backend::Postgres));
+
+/// A lease's length as the SQL binds it.
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
 
 static FINISH: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -173,8 +187,9 @@ static MERGE: LazyLock<String> = LazyLock::new(|| {
 });
 
 impl StateStore {
-    /// Leases up to `max` due jobs to `owner`: waiting ones whose time has come, and (reclaimed
-    /// first) running ones whose lease ran out because their worker died.
+    /// Leases up to `max` due jobs to `owner`: waiting ones whose time has come (`run_at <= now`),
+    /// and (reclaimed first) running ones whose lease ran out because their worker died. Leases
+    /// are set and judged by the state DB's clock; `now` stamps the rows.
     pub async fn claim(
         &self,
         owner: &str,
@@ -193,7 +208,7 @@ impl StateStore {
         };
         let rows: Vec<ClaimedRow> = sqlx::query_as(sql)
             .bind(owner)
-            .bind(now + lease)
+            .bind(lease_ms(lease))
             .bind(now)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
@@ -267,10 +282,14 @@ impl LeasedJob {
 
     /// Extends the lease; `false` when the job is no longer ours (expired and taken over).
     pub async fn renew(&self, lease: Duration, now: Millis) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query(&RENEW)
+        let sql = match self.store.backend {
+            Backend::Postgres => &*RENEW_POSTGRES,
+            Backend::Sqlite => &*RENEW_SQLITE,
+        };
+        let r = sqlx::query(sql)
             .bind(self.job.id)
             .bind(&*self.owner)
-            .bind(now + lease)
+            .bind(lease_ms(lease))
             .bind(now)
             .execute(&self.store.pool)
             .await?;

@@ -3,33 +3,50 @@
 
 use std::sync::LazyLock;
 
-use super::StateStore;
+use super::db_clock::now_ms;
+use super::{Backend, StateStore};
 use crate::clock::Millis;
 use crate::domain::{JobId, JobState};
 
-static MERGE_EXPIRED: LazyLock<String> = LazyLock::new(|| {
+/// Expired: `lease_until` is past on the state DB's clock (the lease was set by it too).
+fn merge_expired_sql(backend: Backend) -> String {
     format!(
         "update job set state = '{merged}', lease_owner = null, lease_until = null,
                         last_error = 'lease expired; superseded by a newer event for the same ticket',
                         updated_at = $1
-         where state = '{running}' and lease_until < $1
+         where state = '{running}' and lease_until < {db_now}
            and exists (select 1 from job q where q.source = job.source
                          and q.ticket_id = job.ticket_id and q.state = '{queued}')",
         merged = JobState::Merged,
         running = JobState::Running,
         queued = JobState::Queued,
+        db_now = now_ms(backend),
     )
-});
+}
 
-static REQUEUE_EXPIRED: LazyLock<String> = LazyLock::new(|| {
+fn requeue_expired_sql(backend: Backend) -> String {
     format!(
         "update job set state = '{queued}', run_at = $1, lease_owner = null, lease_until = null,
                         last_error = coalesce(last_error, 'lease expired: its worker stopped'),
                         updated_at = $1
-         where state = '{running}' and lease_until < $1",
+         where state = '{running}' and lease_until < {db_now}",
         queued = JobState::Queued,
         running = JobState::Running,
+        db_now = now_ms(backend),
     )
+}
+
+static MERGE_EXPIRED: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [
+        merge_expired_sql(Backend::Sqlite),
+        merge_expired_sql(Backend::Postgres),
+    ]
+});
+static REQUEUE_EXPIRED: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [
+        requeue_expired_sql(Backend::Sqlite),
+        requeue_expired_sql(Backend::Postgres),
+    ]
 });
 
 static PARK: LazyLock<String> = LazyLock::new(|| {
@@ -45,11 +62,15 @@ impl StateStore {
     /// Jobs whose worker stopped renewing their lease go back to the queue; one whose ticket
     /// already has a newer waiting job is folded into it (`merged`): that job covers the ticket.
     pub(super) async fn reclaim_expired(&self, now: Millis) -> Result<(), sqlx::Error> {
-        sqlx::query(&MERGE_EXPIRED)
+        let i = match self.backend {
+            Backend::Sqlite => 0,
+            Backend::Postgres => 1,
+        };
+        sqlx::query(&MERGE_EXPIRED[i])
             .bind(now)
             .execute(&self.pool)
             .await?;
-        sqlx::query(&REQUEUE_EXPIRED)
+        sqlx::query(&REQUEUE_EXPIRED[i])
             .bind(now)
             .execute(&self.pool)
             .await?;

@@ -30,11 +30,13 @@ impl Attempt {
     /// What a helpdesk error means for the job; `audit` holds what was found so far.
     pub fn from_helpdesk_error(e: HelpdeskError, mut audit: AuditRecord) -> Attempt {
         match e {
-            HelpdeskError::RateLimited { retry_after } => Attempt::Transient {
-                error: e.to_string(),
-                retry_after: Some(retry_after),
-                audit,
-            },
+            HelpdeskError::RateLimited { retry_after } | HelpdeskError::Paused { retry_after } => {
+                Attempt::Transient {
+                    error: e.to_string(),
+                    retry_after: Some(retry_after),
+                    audit,
+                }
+            }
             HelpdeskError::Unavailable(msg) => Attempt::Transient {
                 error: msg,
                 retry_after: None,

@@ -459,10 +459,15 @@ async fn gorgias_calls_stay_under_the_leaky_bucket_and_use_most_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_the_whole_account_until_retry_after() {
     const N: u64 = 50;
-    // 300/min: an initial burst of 15 calls, then one every ~210 ms, so when the 429 comes back
-    // no other call is on its way and the next one waits for the account's pause.
+    // 300/min: an initial burst of 15 calls, then one every ~210 ms. One worker, so when the 429
+    // comes back no other call can be on its way whatever the scheduler does (on a loaded 2-core
+    // machine a call granted just before the 429 could otherwise land after it): the next call,
+    // for another ticket, must wait for the account's pause. Times are the fake's own clock.
     let app = spawn_app(AppOptions {
-        tweak: Box::new(|raw| raw.zendesk.requests_per_minute = 300),
+        tweak: Box::new(|raw| {
+            raw.zendesk.requests_per_minute = 300;
+            raw.worker.concurrency = 1;
+        }),
         ..Default::default()
     })
     .await;
@@ -489,6 +494,20 @@ async fn a_429_pauses_the_whole_account_until_retry_after() {
         .map(|c| c.at)
         .expect("429");
     let pause = Duration::from_secs(2);
+    // The next call is for another ticket than the one refused: the pause held the account.
+    let refused = calls
+        .iter()
+        .find(|c| c.status == 429)
+        .map(|c| c.path.clone());
+    let next_other = calls
+        .iter()
+        .filter(|c| c.at > t429 && Some(&c.path) != refused.as_ref())
+        .map(|c| c.at - t429)
+        .min();
+    assert!(
+        next_other.is_some_and(|d| d >= pause),
+        "another ticket's call came {next_other:?} after the 429"
+    );
     let during: Vec<_> = calls
         .iter()
         .filter(|c| c.at > t429 && c.at < t429 + pause)
@@ -620,7 +639,8 @@ async fn order_db_outage_is_waited_out_and_reported_by_readyz() {
         let (status, body) = readyz(&http, &app.base, "").await;
         let order_db = body["order_db"].as_str().unwrap_or_default();
         assert_eq!(status, 503, "{body}");
-        assert!(order_db.starts_with("down: "), "{body}");
+        // Anonymous callers see the status only; the driver's words go to the log (issue 9, 3).
+        assert_eq!(order_db, "down", "{body}");
         assert_eq!(body["state_db"], "ok", "{body}");
         let (status, ingest) = readyz(&http, &app.base, "?scope=ingest").await;
         assert_eq!(status, 200, "{ingest}");

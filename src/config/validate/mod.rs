@@ -72,6 +72,11 @@ fn server(s: &ServerSettings, errs: &mut Vec<String>) {
     if !(1024..=16 * 1024 * 1024).contains(&s.max_body_bytes) {
         errs.push("server.max_body_bytes: must be between 1024 and 16777216".into());
     }
+    if s.unverified_body_budget_bytes < s.max_body_bytes {
+        errs.push(
+            "server.unverified_body_budget_bytes: must be at least server.max_body_bytes".into(),
+        );
+    }
     if s.max_connections == 0 {
         errs.push("server.max_connections: must be at least 1".into());
     }
@@ -123,6 +128,9 @@ fn worker(w: &WorkerSettings, errs: &mut Vec<String>) {
     }
     if w.retry_horizon < w.retry_base {
         errs.push("worker.retry_horizon: must be at least worker.retry_base".into());
+    }
+    if w.max_retry_after.is_zero() || w.max_retry_after > Duration::from_secs(3600) {
+        errs.push("worker.max_retry_after: must be more than 0s and at most 1h".into());
     }
 }
 

@@ -22,6 +22,8 @@ pub enum WebhookError {
     TooLarge(usize),
     #[error("the request body did not arrive within server.request_timeout")]
     BodyTimeout,
+    #[error("too many webhook bodies are being received at once (server.unverified_body_budget_bytes); retry later")]
+    Busy,
     #[error("the event could not be stored; retry later")]
     Unavailable(#[source] anyhow::Error),
 }
@@ -35,6 +37,7 @@ impl WebhookError {
             WebhookError::BadRequest(_) => "bad_request",
             WebhookError::TooLarge(_) => "too_large",
             WebhookError::BodyTimeout => "timeout",
+            WebhookError::Busy => "busy",
             WebhookError::Unavailable(_) => "unavailable",
         }
     }
@@ -48,13 +51,13 @@ impl ResponseError for WebhookError {
             WebhookError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebhookError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebhookError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::Busy | WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, WebhookError::Unavailable(_)) {
+        if matches!(self, WebhookError::Unavailable(_) | WebhookError::Busy) {
             res.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
         res.json(json!({ "error": self.to_string() }))

@@ -4,12 +4,14 @@
 //! | file | part |
 //! |---|---|
 //! | `body.rs` | the bounded, timed body reader |
+//! | `body_budget.rs` | the byte budget all unverified bodies share |
 //! | `fields.rs` | lenient JSON field readers |
 //! | `error.rs` | refusals: status, `Retry-After`, outcome label |
 //! | `zendesk.rs` | HMAC signature check, trigger and event-subscription bodies |
 //! | `gorgias.rs` | shared-token check, HTTP-integration body |
 
 mod body;
+pub mod body_budget;
 mod error;
 mod fields;
 pub mod gorgias;
@@ -26,7 +28,7 @@ pub use error::{WebhookError, RETRY_AFTER_SECS};
 
 use super::AppState;
 use crate::clock::Millis;
-use crate::domain::{truncate, Requester, Source, TicketId};
+use crate::domain::{Requester, Source, TicketId};
 use crate::state::NewEvent;
 
 /// A webhook body understood, before it is committed.
@@ -59,13 +61,28 @@ pub fn dedupe_key(
     window: Duration,
 ) -> String {
     if let Some(id) = delivery_id.filter(|s| !s.is_empty()) {
-        return format!("delivery:{}", truncate(id, 100));
+        return id_key("delivery", id);
     }
     if let Some(id) = &event.event_id {
-        return format!("event:{}", truncate(id, 100));
+        return id_key("event", id);
     }
     let bucket = now.as_epoch_ms() / i64::try_from(window.as_millis().max(1)).unwrap_or(i64::MAX);
     format!("body:{}:{bucket}", hex::encode(Sha256::digest(body)))
+}
+
+/// `{kind}:{id}` for a short id of printable ASCII (readable in the inbox), else
+/// `{kind}#sha256:{hex}`: never truncated, so ids that share a prefix stay two events, and the
+/// `#` keeps a hashed key from ever equalling a readable one.
+fn id_key(kind: &str, id: &str) -> String {
+    const READABLE_MAX: usize = 100;
+    if id.len() <= READABLE_MAX && id.bytes().all(|b| b.is_ascii_graphic()) {
+        format!("{kind}:{id}")
+    } else {
+        format!(
+            "{kind}#sha256:{}",
+            hex::encode(Sha256::digest(id.as_bytes()))
+        )
+    }
 }
 
 fn header_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
@@ -85,7 +102,14 @@ async fn ingest(
     let mut ignored = false;
     let result = async {
         before_body(&state, req.headers())?;
-        let body = body::read_body(&req, payload, state.max_body_bytes, state.body_timeout).await?;
+        let (body, _held) = body::read_body(
+            &req,
+            payload,
+            state.max_body_bytes,
+            state.body_timeout,
+            &state.body_budget,
+        )
+        .await?;
         let Some(authentic) = accept(&state, req.headers(), &body)? else {
             // Authentic, but of a kind not configured to be queued: nothing is stored.
             ignored = true;
@@ -123,7 +147,12 @@ async fn commit(
     let (source, ticket_id) = (new.source, new.ticket_id);
     let store = state.store.clone();
     let enqueued = state
-        .on_main(async move { store.enqueue(&new, now).await })
+        .on_main(async move {
+            match store.enqueue(&new, now).await {
+                Ok(e) => Ok(e),
+                Err(e) => Err(store.explain(e).await),
+            }
+        })
         .await
         .map_err(WebhookError::Unavailable)?
         .map_err(|e| {
@@ -259,6 +288,25 @@ mod tests {
             ticket_tags: vec![],
             event_id: id.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn long_ids_that_share_a_prefix_are_two_keys_and_short_ids_stay_readable() {
+        let w = Duration::from_secs(600);
+        let at = Millis::from_epoch_ms(0);
+        let (a, b) = ("x".repeat(100) + "-a", "x".repeat(100) + "-b");
+        let ka = dedupe_key(Some(&a), &event(None), b"{}", at, w);
+        let kb = dedupe_key(Some(&b), &event(None), b"{}", at, w);
+        assert_ne!(ka, kb);
+        assert!(ka.starts_with("delivery#sha256:"), "{ka}");
+        assert_eq!(ka, dedupe_key(Some(&a), &event(None), b"{}", at, w));
+        let ea = dedupe_key(None, &event(Some(&a)), b"{}", at, w);
+        assert_ne!(ea, dedupe_key(None, &event(Some(&b)), b"{}", at, w));
+        let hundred = "y".repeat(100);
+        assert_eq!(
+            dedupe_key(Some(&hundred), &event(None), b"{}", at, w),
+            format!("delivery:{hundred}")
+        );
     }
 
     #[test]

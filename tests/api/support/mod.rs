@@ -1,1 +1,2 @@
+pub mod mangling_proxy;
 pub mod tcp_proxy;
