@@ -24,6 +24,7 @@
 //! | [`helpdesk`] | Zendesk and Gorgias REST clients, looked up by source |
 //! | [`orders`] | the shop's order DB: read-only pools, `:email` placeholders, row decoding, cache |
 //! | [`policy`] | the decision: customer numbers → tags |
+//! | [`thresholds`] | the `thresholds` report: figures per tier, distribution, what-if, plot |
 //! | [`worker`] | dispatcher, leased job, pipeline, settle |
 //! | [`metrics`], [`telemetry`] | Prometheus registry; tracing subscriber |
 //! | [`demo`] | the `demo` subcommand: a sample shop and a small fake Zendesk |
@@ -42,4 +43,5 @@ pub mod policy;
 pub mod rate_budget;
 pub mod state;
 pub mod telemetry;
+pub mod thresholds;
 pub mod worker;

@@ -36,6 +36,10 @@ impl Policy {
         &self.tiers
     }
 
+    pub fn dispute_tag(&self) -> Option<&Tag> {
+        self.dispute_tag.as_ref()
+    }
+
     /// Every tag this policy can ever write (for the trigger's nullifying condition).
     pub fn all_tags(&self) -> Vec<Tag> {
         let mut tags: Vec<Tag> = self.tiers.iter().map(|t| t.tag.clone()).collect();

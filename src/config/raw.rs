@@ -81,6 +81,10 @@ pub struct OrdersSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
     pub query: String,
+    /// Every customer at once (`thresholds`): columns `email`, `ltv`, optional `orders`,
+    /// `disputes`; empty = not set.
+    #[serde(default)]
+    pub customers_query: String,
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
     pub cache_capacity: u64,

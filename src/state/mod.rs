@@ -30,7 +30,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 
-pub use audit::{AuditRecord, AuditRow};
+pub use audit::{AuditFilter, AuditRecord, AuditRow};
 pub use dead_letters::{JobRow, QueueDepth};
 pub use inbox::{Enqueued, NewEvent};
 pub use queue::{Final, Job, LeasedJob};
