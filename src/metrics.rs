@@ -17,6 +17,10 @@ pub struct Metrics {
     pub order_lookup_seconds: Histogram,
     /// Jobs by `state` (queued|running|dead), sampled when /metrics is scraped.
     pub jobs_in_state: IntGaugeVec,
+    /// `tag`: decisions made in shadow mode (`policy.mode = "shadow"`), by tag decided.
+    pub shadow_decisions: IntCounterVec,
+    /// `result` (ok|error): configuration reloads (SIGHUP or the `--config` file changed).
+    pub config_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -56,6 +60,22 @@ impl Metrics {
         registry.register(Box::new(helpdesk_requests.clone()))?;
         registry.register(Box::new(order_lookup_seconds.clone()))?;
         registry.register(Box::new(jobs_in_state.clone()))?;
+        let shadow_decisions = IntCounterVec::new(
+            Opts::new(
+                "shadow_decisions_total",
+                "Decisions made in shadow mode (no tag written), by tag decided",
+            ),
+            &["tag"],
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("config_reloads_total", "Configuration reloads by result"),
+            &["result"],
+        )?;
+        registry.register(Box::new(shadow_decisions.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
         Ok(Metrics {
             registry,
             webhooks_received,
@@ -63,6 +83,8 @@ impl Metrics {
             helpdesk_requests,
             order_lookup_seconds,
             jobs_in_state,
+            shadow_decisions,
+            config_reloads,
         })
     }
 

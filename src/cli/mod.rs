@@ -118,8 +118,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::CheckConfig { query } => check_config::check_config(file, query).await,
         Command::Serve => {
+            let reload_from = file.clone();
             with_settings(file, |s| async move {
-                let app = Application::build(s).await?;
+                let running = RawSettings::load(reload_from.as_deref(), "LTV_TAGGER")?;
+                let app = Application::build(s)
+                    .await?
+                    .with_reload(reload_from, running)?;
                 app.run_until_stopped().await
             })
             .await

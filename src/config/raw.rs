@@ -96,6 +96,9 @@ pub struct OrdersSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
+    /// `live` (default) or `shadow`: decide and record, write no tag.
+    #[serde(default)]
+    pub mode: crate::policy::Mode,
     pub dispute_tag: String,
     pub dispute_overrides_vip: bool,
     pub vip_tiers: Vec<RawTier>,

@@ -50,7 +50,7 @@ async fn setup(plug: Option<Arc<dyn Helpdesk>>) -> Setup {
     let worker = Worker {
         store,
         orders: OrderDb::connect_lazy(&settings.orders_options()).expect("orders"),
-        policy: settings.policy.clone(),
+        policy: settings.policy.clone().into(),
         helpdesks,
         metrics,
         settings: settings.worker.clone(),
