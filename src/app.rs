@@ -15,12 +15,13 @@ use secrecy::SecretString;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Settings, ZENDESK_TEST_SECRET};
+use crate::config::{RawSettings, Settings, ZENDESK_TEST_SECRET};
 use crate::helpdesk::Helpdesks;
 use crate::http::webhooks::zendesk::SignatureKeys;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::orders::{OrderDb, OrdersError};
+use crate::reload::Reloader;
 use crate::state::{self, StateStore};
 use crate::worker::Worker;
 
@@ -33,6 +34,7 @@ pub struct Application {
     drain_delay: Duration,
     draining: Arc<AtomicBool>,
     retention: Duration,
+    reloader: Option<Reloader>,
 }
 
 impl Application {
@@ -117,7 +119,7 @@ impl Application {
         let worker = Arc::new(Worker {
             store,
             orders,
-            policy: settings.policy.clone(),
+            policy: settings.policy.clone().into(),
             helpdesks,
             metrics,
             settings: settings.worker.clone(),
@@ -137,7 +139,24 @@ impl Application {
             drain_delay: settings.server.drain_delay,
             draining,
             retention: settings.state.retention,
+            reloader: None,
         })
+    }
+
+    /// Reload the `[policy]` on SIGHUP and when `file` (the `--config` argument) changes.
+    /// `running` is the configuration the application was built from.
+    pub fn with_reload(
+        mut self,
+        file: Option<std::path::PathBuf>,
+        running: RawSettings,
+    ) -> anyhow::Result<Application> {
+        self.reloader = Some(Reloader::new(
+            file,
+            running,
+            self.worker.policy.clone(),
+            self.worker.metrics.clone(),
+        )?);
+        Ok(self)
     }
 
     pub fn port(&self) -> u16 {
@@ -160,6 +179,9 @@ impl Application {
             self.retention,
             self.shutdown.clone(),
         ));
+        if let Some(reloader) = self.reloader {
+            tokio::spawn(reloader.run(self.shutdown.clone()));
+        }
         tracing::info!(port = self.port, "ltv-tagger serving");
 
         wait_for_stop(&self.shutdown).await;

@@ -25,6 +25,8 @@
 //! | [`helpdesk`] | Zendesk and Gorgias REST clients, looked up by source |
 //! | [`orders`] | the shop's order DB: read-only pools, `:email` placeholders, row decoding, cache |
 //! | [`policy`] | the decision: customer numbers → tags |
+//! | [`thresholds`] | the `thresholds` report: figures per tier, distribution, what-if, plot |
+//! | [`reload`] | hot reload of `[policy]`: SIGHUP and the watched `--config` file |
 //! | [`worker`] | dispatcher, leased job, pipeline, settle |
 //! | [`metrics`], [`telemetry`] | Prometheus registry; tracing subscriber |
 //! | [`demo`] | the `demo` subcommand: a sample shop and a small fake Zendesk |
@@ -42,6 +44,8 @@ pub mod metrics;
 pub mod orders;
 pub mod policy;
 pub mod rate_budget;
+pub mod reload;
 pub mod state;
 pub mod telemetry;
+pub mod thresholds;
 pub mod worker;

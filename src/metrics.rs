@@ -21,6 +21,10 @@ pub struct Metrics {
     /// Zendesk webhooks accepted because they carried the public test-delivery signature
     /// (`zendesk.dangerous_accept_test_secret`).
     pub zendesk_test_signed: IntCounter,
+    /// `tag`: decisions made in shadow mode (`policy.mode = "shadow"`), by tag decided.
+    pub shadow_decisions: IntCounterVec,
+    /// `result` (ok|error): configuration reloads (SIGHUP or the `--config` file changed).
+    pub config_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,6 +69,22 @@ impl Metrics {
             "Zendesk webhooks accepted with the public test-delivery secret",
         )?;
         registry.register(Box::new(zendesk_test_signed.clone()))?;
+        let shadow_decisions = IntCounterVec::new(
+            Opts::new(
+                "shadow_decisions_total",
+                "Decisions made in shadow mode (no tag written), by tag decided",
+            ),
+            &["tag"],
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("config_reloads_total", "Configuration reloads by result"),
+            &["result"],
+        )?;
+        registry.register(Box::new(shadow_decisions.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
         Ok(Metrics {
             registry,
             webhooks_received,
@@ -73,6 +93,8 @@ impl Metrics {
             order_lookup_seconds,
             jobs_in_state,
             zendesk_test_signed,
+            shadow_decisions,
+            config_reloads,
         })
     }
 

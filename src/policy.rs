@@ -10,12 +10,22 @@ pub struct VipTier {
     pub min_ltv: Decimal,
 }
 
+/// `policy.mode`: `live` writes tags; `shadow` decides and records but writes nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Live,
+    Shadow,
+}
+
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// Sorted by `min_ltv`, highest first.
     tiers: Vec<VipTier>,
     dispute_tag: Option<Tag>,
     dispute_overrides_vip: bool,
+    mode: Mode,
 }
 
 impl Policy {
@@ -29,11 +39,25 @@ impl Policy {
             tiers,
             dispute_tag,
             dispute_overrides_vip,
+            mode: Mode::Live,
         }
+    }
+
+    pub fn with_mode(mut self, mode: Mode) -> Policy {
+        self.mode = mode;
+        self
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     pub fn tiers(&self) -> &[VipTier] {
         &self.tiers
+    }
+
+    pub fn dispute_tag(&self) -> Option<&Tag> {
+        self.dispute_tag.as_ref()
     }
 
     /// Every tag this policy can ever write (for the trigger's nullifying condition).

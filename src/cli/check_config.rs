@@ -39,6 +39,21 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
             return ExitCode::from(1);
         }
         eprintln!("orders.query was described by the order DB (ltv, orders, disputes have numeric types) and ran for a dummy address");
+        if !settings.orders.customers_query.trim().is_empty() {
+            let checked = async {
+                let scan = crate::orders::CustomerScan::connect_lazy(
+                    &settings.orders_options(),
+                    &settings.orders.customers_query,
+                )?;
+                scan.check_query().await?;
+                anyhow::Ok(())
+            };
+            if let Err(e) = checked.await {
+                eprintln!("{e:#}");
+                return ExitCode::from(1);
+            }
+            eprintln!("orders.customers_query ran against the order DB and returned usable columns");
+        }
     }
     let tags: Vec<String> = settings
         .policy

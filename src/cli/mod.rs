@@ -1,13 +1,16 @@
-//! The command line: `serve`, `migrate`, `check-config`, `explain`, `jobs`, `healthcheck`, `demo`.
+//! The command line: `serve`, `migrate`, `check-config`, `explain`, `thresholds`, `audit`, `jobs`,
+//! `healthcheck`, `demo`.
 //!
 //! Here: the clap definitions, the dispatch and the helpers every subcommand shares. `serve` and
 //! `migrate` are a few lines each and stay in [`run`]; `demo` lives in [`crate::demo`]; the others
 //! have a file each.
 
+mod audit;
 mod check_config;
 mod explain;
 mod healthcheck;
 mod jobs;
+mod thresholds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +19,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::app::Application;
-use crate::config::Settings;
+use crate::config::{RawSettings, Settings};
 use crate::state::StateStore;
 
 pub use jobs::JobsAction;
@@ -47,8 +50,43 @@ pub enum Command {
         #[arg(long)]
         query: bool,
     },
-    /// Show what the service would decide for a customer (LTV, disputes, tags), writing nothing
-    Explain { email: String },
+    /// Show what the service would decide for customers (LTV, disputes, tags) and why, writing
+    /// nothing; needs only the order DB
+    Explain {
+        #[arg(required = true)]
+        emails: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Count every customer into the tags the policy gives them, show the LTV distribution and
+    /// recent tickets, compare a candidate policy, plot it (needs orders.customers_query)
+    Thresholds {
+        /// Another config file whose [policy] is shown beside the current one
+        #[arg(long)]
+        candidate: Option<PathBuf>,
+        /// Recent tickets: the audit log's decisions of this last period
+        #[arg(long, default_value = "30days", value_parser = humantime::parse_duration)]
+        since: Duration,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Write a picture of the LTV distribution here (.svg or .png)
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Past decisions from the audit log, newest last
+    Audit {
+        #[arg(long)]
+        ticket: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Only decisions of this last period (e.g. 2h, 7days)
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Inspect and retry jobs (dead letters included)
     Jobs {
         #[command(subcommand)]
@@ -83,8 +121,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::CheckConfig { query } => check_config::check_config(file, query).await,
         Command::Serve => {
+            let reload_from = file.clone();
             with_settings(file, |s| async move {
-                let app = Application::build(s).await?;
+                let running = RawSettings::load(reload_from.as_deref(), "LTV_TAGGER")?;
+                let app = Application::build(s)
+                    .await?
+                    .with_reload(reload_from, running)?;
                 app.run_until_stopped().await
             })
             .await
@@ -98,7 +140,39 @@ pub async fn run(cli: Cli) -> ExitCode {
             })
             .await
         }
-        Command::Explain { email } => with_settings(file, |s| explain::explain(s, email)).await,
+        Command::Explain { emails, format } => {
+            with_offline_settings(file, |s| explain::explain(s, emails, format)).await
+        }
+        Command::Thresholds {
+            candidate,
+            since,
+            format,
+            plot,
+        } => {
+            let args = thresholds::Args {
+                candidate,
+                since,
+                format,
+                plot,
+            };
+            with_offline_settings(file, |s| thresholds::thresholds(s, args)).await
+        }
+        Command::Audit {
+            ticket,
+            email,
+            since,
+            limit,
+            format,
+        } => {
+            let args = audit::Args {
+                ticket,
+                email,
+                since,
+                limit,
+                format,
+            };
+            with_offline_settings(file, |s| audit::audit(s, args)).await
+        }
         Command::Jobs { action } => with_settings(file, |s| jobs::jobs(s, action)).await,
     }
 }
@@ -119,6 +193,33 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let settings = match Settings::load(file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&settings.server.log_format, &settings.server.log_level);
+    report(f(settings).await)
+}
+
+/// `--format` of the read-only commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Like [`with_settings`], for the commands that never talk to a helpdesk: the `[zendesk]` and
+/// `[gorgias]` sections are not checked, so no helpdesk secret is needed.
+async fn with_offline_settings<F, Fut>(file: Option<PathBuf>, f: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let settings = match RawSettings::load(file.as_deref(), "LTV_TAGGER")
+        .and_then(|r| r.validate_offline())
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");

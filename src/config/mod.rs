@@ -30,7 +30,7 @@ pub use raw::{
     ServerSettings, StateSettings, WorkerSettings,
 };
 pub use redact::redact_url_password;
-pub use validate::ConfigError;
+pub use validate::{load_policy, ConfigError};
 
 /// The documented defaults, compiled in so the binary runs without any file.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");

@@ -84,6 +84,10 @@ pub struct OrdersSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
     pub query: String,
+    /// Every customer at once (`thresholds`): columns `email`, `ltv`, optional `orders`,
+    /// `disputes`; empty = not set.
+    #[serde(default)]
+    pub customers_query: String,
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
     pub cache_capacity: u64,
@@ -95,6 +99,9 @@ pub struct OrdersSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
+    /// `live` (default) or `shadow`: decide and record, write no tag.
+    #[serde(default)]
+    pub mode: crate::policy::Mode,
     pub dispute_tag: String,
     pub dispute_overrides_vip: bool,
     pub vip_tiers: Vec<RawTier>,

@@ -84,6 +84,7 @@ impl std::fmt::Debug for OrdersSettings {
             .field("url", &redact_url_password(&self.url))
             .field("url_file", &self.url_file)
             .field("query", &self.query)
+            .field("customers_query", &self.customers_query)
             .field("cache_ttl", &self.cache_ttl)
             .field("cache_capacity", &self.cache_capacity)
             .field("max_connections", &self.max_connections)

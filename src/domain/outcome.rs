@@ -87,6 +87,8 @@ words! {
         Failed => "failed",
         /// Retries ran out: dead-lettered.
         Dead => "dead",
+        /// `policy.mode = "shadow"`: decided and recorded, nothing written.
+        Shadow => "shadow",
     }
 }
 

@@ -27,6 +27,7 @@
 //! [`OrdersConfigError`] and [`OrdersError`]; `testing` holds the unit tests' SQLite shop.
 
 mod connect;
+mod customers;
 mod decode;
 mod describe;
 mod error;
@@ -51,6 +52,7 @@ use decode::{mysql_number, pg_number, sqlite_number, stats_from_row, NumberReade
 
 pub use crate::domain::CustomerStats;
 pub use connect::Backend;
+pub use customers::{CustomerScan, CustomersError};
 pub use error::{OrdersConfigError, OrdersError};
 pub use placeholders::bind_email_placeholders;
 
@@ -234,7 +236,7 @@ where
         .map_err(|e| OrdersError::from_statement(backend, e))
 }
 
-async fn column_names<DB: Database>(
+pub(super) async fn column_names<DB: Database>(
     pool: &sqlx::Pool<DB>,
     backend: Backend,
     sql: &str,

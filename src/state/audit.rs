@@ -164,3 +164,61 @@ impl StateStore {
         rows.into_iter().map(AuditRow::try_from).collect()
     }
 }
+
+/// Which audit rows `ltv-tagger audit` (and `thresholds`) read. Empty filter: every row.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// The helpdesk's ticket id (either helpdesk).
+    pub ticket: Option<TicketId>,
+    /// The customer's normalised email.
+    pub email: Option<String>,
+    /// Rows recorded at or after this time.
+    pub since: Option<Millis>,
+    /// The newest rows only, at most this many.
+    pub limit: Option<i64>,
+}
+
+impl StateStore {
+    /// The audit rows the filter selects, oldest first (the newest `limit` of them).
+    pub async fn audit_filtered(&self, f: &AuditFilter) -> Result<Vec<AuditRow>, sqlx::Error> {
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if f.ticket.is_some() {
+            conditions.push(format!("ticket_id = {}", next()));
+        }
+        if f.email.is_some() {
+            conditions.push(format!("email = {}", next()));
+        }
+        if f.since.is_some() {
+            conditions.push(format!("created_at >= {}", next()));
+        }
+        let limit = next();
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("where {}", conditions.join(" and "))
+        };
+        let sql = format!(
+            "select {COLUMNS} from (select * from audit {filter} order by id desc limit {limit}) a order by id"
+        );
+        let mut query = sqlx::query_as::<_, StoredAudit>(&sql);
+        if let Some(t) = f.ticket {
+            query = query.bind(t.to_string());
+        }
+        if let Some(e) = &f.email {
+            query = query.bind(e.clone());
+        }
+        if let Some(s) = f.since {
+            query = query.bind(s);
+        }
+        let rows = query
+            .bind(f.limit.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(AuditRow::try_from).collect()
+    }
+}

@@ -33,7 +33,7 @@ use sqlx::AnyPool;
 
 use crate::connect_error::{describe_db, diagnose_pool_timeout};
 
-pub use audit::{AuditRecord, AuditRow};
+pub use audit::{AuditFilter, AuditRecord, AuditRow};
 pub use dead_letters::{JobRow, QueueDepth};
 pub use inbox::{Enqueued, NewEvent};
 pub use queue::{Final, Job, LeasedJob};

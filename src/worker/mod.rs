@@ -5,6 +5,7 @@
 //! | `mod.rs` | the dispatcher: free permits (`worker.concurrency`), claim batches, drain at shutdown |
 //! | `job.rs` | one leased job: heartbeat, retry horizon, release on a hard stop |
 //! | `pipeline.rs` | resolve requester → look up customer → decide → write |
+//! | `shadow.rs` | shadow mode: record what would be written, write nothing |
 //! | `settle.rs` | finish, retry with backoff (or `Retry-After`), or dead-letter |
 //!
 //! [`Worker::run_once`] claims and runs one job to its end with no timer, for tests.
@@ -12,6 +13,7 @@
 mod job;
 mod pipeline;
 mod settle;
+mod shadow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use crate::domain::Outcome;
 use crate::helpdesk::Helpdesks;
 use crate::metrics::Metrics;
 use crate::orders::OrderDb;
-use crate::policy::Policy;
+use crate::reload::SharedPolicy;
 use crate::state::StateStore;
 
 /// Jobs claimed per round trip at most.
@@ -38,7 +40,8 @@ const CLAIM_BATCH: usize = 32;
 pub struct Worker {
     pub store: StateStore,
     pub orders: OrderDb,
-    pub policy: Policy,
+    /// The running policy; a configuration reload swaps it (every decision loads it afresh).
+    pub policy: SharedPolicy,
     pub helpdesks: Helpdesks,
     pub metrics: Metrics,
     pub settings: WorkerSettings,

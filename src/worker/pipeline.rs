@@ -5,14 +5,15 @@ use super::settle::Attempt;
 use super::Worker;
 use crate::domain::{CustomerEmail, CustomerStats, Outcome, Requester, Tag};
 use crate::helpdesk::Helpdesk;
+use crate::policy::Mode;
 use crate::state::{AuditRecord, Job};
 
 /// What an attempt found so far, for the audit row whatever happens next.
 #[derive(Debug, Default)]
-struct Findings {
+pub(super) struct Findings {
     email: Option<CustomerEmail>,
     stats: Option<CustomerStats>,
-    decided: Vec<Tag>,
+    pub(super) decided: Vec<Tag>,
     written: Vec<Tag>,
 }
 
@@ -31,7 +32,7 @@ impl Findings {
         }
     }
 
-    fn finished(&self, outcome: Outcome, detail: Option<String>) -> Attempt {
+    pub(super) fn finished(&self, outcome: Outcome, detail: Option<String>) -> Attempt {
         Attempt::Finished(self.record(outcome, detail))
     }
 }
@@ -127,7 +128,7 @@ impl Worker {
         stats: &CustomerStats,
         found: &mut Findings,
     ) -> Result<Vec<Tag>, Outcome> {
-        let tags = self.policy.decide(stats);
+        let tags = self.policy.load().decide(stats);
         found.decided = tags.clone();
         if tags.is_empty() {
             return Err(Outcome::NoTags);
@@ -144,7 +145,7 @@ impl Worker {
         Ok(missing)
     }
 
-    /// 4. Write the missing tags.
+    /// 4. Write the missing tags (in shadow mode: record them, write nothing).
     async fn write(
         &self,
         helpdesk: &dyn Helpdesk,
@@ -152,6 +153,9 @@ impl Worker {
         missing: Vec<Tag>,
         found: &mut Findings,
     ) -> Attempt {
+        if self.policy.load().mode() == Mode::Shadow {
+            return self.shadow(missing, found);
+        }
         match helpdesk.add_tags(job.ticket_id, &missing).await {
             Ok(()) => {
                 found.written = missing;

@@ -3,6 +3,7 @@
 mod helpers;
 mod support;
 
+mod audit_cli;
 mod bad_input;
 mod connection_errors;
 mod dedupe_keys;
@@ -18,9 +19,12 @@ mod order_values;
 mod orders;
 mod process;
 mod queue;
+mod reload;
 mod scale;
+mod shadow;
 mod stalled_bodies;
 mod tagging;
+mod thresholds;
 mod vendor_tags;
 mod worker_step;
 mod zendesk_ingest;

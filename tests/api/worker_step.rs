@@ -55,7 +55,7 @@ pub(crate) async fn setup_on(state: Db, plug: Option<Arc<dyn Helpdesk>>) -> Setu
     let worker = Worker {
         store,
         orders: OrderDb::connect_lazy(&settings.orders_options()).expect("orders"),
-        policy: settings.policy.clone(),
+        policy: settings.policy.clone().into(),
         helpdesks,
         metrics,
         settings: settings.worker.clone(),

@@ -1,8 +1,11 @@
 //! Validation: one function per section, every problem collected and named by its key.
 
 mod helpdesk;
+mod offline;
 mod policy;
 mod state_url;
+
+pub use offline::load_policy;
 
 use std::time::Duration;
 
@@ -142,6 +145,9 @@ fn orders(o: &OrdersSettings, errs: &mut Vec<String>) {
         );
     } else if let Err(e) = crate::orders::OrderDb::check_options(&orders_options(o)) {
         errs.push(e.to_string());
+    } else if !o.customers_query.trim().is_empty() {
+        let checked = crate::orders::CustomerScan::check(&orders_options(o), &o.customers_query);
+        errs.extend(checked.err().map(|e| e.to_string()));
     }
     if o.max_connections == 0 {
         errs.push("orders.max_connections: must be at least 1".into());

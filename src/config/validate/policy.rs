@@ -69,7 +69,7 @@ impl RawPolicy {
             }
         }
         if errs.is_empty() {
-            Ok(Policy::new(tiers, dispute_tag, self.dispute_overrides_vip))
+            Ok(Policy::new(tiers, dispute_tag, self.dispute_overrides_vip).with_mode(self.mode))
         } else {
             Err(errs)
         }
