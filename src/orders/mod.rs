@@ -29,6 +29,7 @@
 mod connect;
 mod decode;
 mod error;
+mod extra;
 mod placeholders;
 #[cfg(test)]
 mod testing;
@@ -44,6 +45,7 @@ use sqlx::{Column, ColumnIndex, Database, Encode, Executor, IntoArguments, State
 
 use connect::{acquire, connect_options, Pool};
 use decode::{mysql_number, pg_number, sqlite_number, stats_from_row, NumberReader};
+use extra::{extra_columns, mysql_other, pg_other, sqlite_other, OtherReader};
 
 pub use crate::domain::CustomerStats;
 pub use connect::Backend;
@@ -180,11 +182,16 @@ impl OrderDb {
         let (sql, binds) = (&*self.sql, self.binds);
         match &self.pool {
             Pool::Postgres(p) => {
-                fetch_stats(p, Backend::Postgres, sql, email, binds, pg_number).await
+                let readers = (pg_number as NumberReader<_>, pg_other as OtherReader<_>);
+                fetch_stats(p, Backend::Postgres, sql, email, binds, readers).await
             }
-            Pool::MySql(p) => fetch_stats(p, Backend::MySql, sql, email, binds, mysql_number).await,
+            Pool::MySql(p) => {
+                let readers = (mysql_number as NumberReader<_>, mysql_other as OtherReader<_>);
+                fetch_stats(p, Backend::MySql, sql, email, binds, readers).await
+            }
             Pool::Sqlite(p) => {
-                fetch_stats(p, Backend::Sqlite, sql, email, binds, sqlite_number).await
+                let readers = (sqlite_number as NumberReader<_>, sqlite_other as OtherReader<_>);
+                fetch_stats(p, Backend::Sqlite, sql, email, binds, readers).await
             }
         }
     }
@@ -253,7 +260,7 @@ async fn fetch_stats<DB: Database>(
     sql: &str,
     email: &str,
     binds: usize,
-    number: NumberReader<DB::Row>,
+    (number, other): (NumberReader<DB::Row>, OtherReader<DB::Row>),
 ) -> Result<Option<CustomerStats>, OrdersError>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -270,8 +277,13 @@ where
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| OrdersError::from_statement(backend, e))?;
-    row.map(|row| stats_from_row(&row, backend, number))
-        .transpose()
+    row.map(|row| {
+        stats_from_row(&row, backend, number).map(|stats| CustomerStats {
+            extra: extra_columns(&row, number, other),
+            ..stats
+        })
+    })
+    .transpose()
 }
 
 #[cfg(test)]
