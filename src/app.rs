@@ -47,6 +47,7 @@ impl Application {
         }
         let orders = OrderDb::connect_lazy(&settings.orders_options())?
             .with_latency_histogram(metrics.order_lookup_seconds.clone());
+        crate::policy::check_columns_at_start(&settings.policy, &orders).await?;
 
         let helpdesks = Helpdesks::from_settings(&settings, &store, &metrics)?;
         let wake = Arc::new(Notify::new());

@@ -31,6 +31,10 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
         let checked = async {
             let db = OrderDb::connect_lazy(&settings.orders_options())?;
             db.check_query().await?;
+            let unknown = settings.policy.unknown_columns(&db.columns().await?);
+            if !unknown.is_empty() {
+                anyhow::bail!("{}", unknown.join("; "));
+            }
             anyhow::Ok(())
         };
         if let Err(e) = checked.await {

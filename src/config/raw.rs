@@ -95,6 +95,30 @@ pub struct RawPolicy {
     pub dispute_tag: String,
     pub dispute_overrides_vip: bool,
     pub vip_tiers: Vec<RawTier>,
+    /// Remove the policy's own tags that the decision no longer gives (default true).
+    #[serde(default = "yes")]
+    pub remove_stale_tags: bool,
+    /// The condition that makes a disputer (default `disputes > 0`).
+    #[serde(default = "disputes_above_zero")]
+    pub dispute_when: String,
+    /// `[{ tag, when }]`: tags from CEL conditions over the order query's columns.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn disputes_above_zero() -> String {
+    "disputes > 0".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub tag: String,
+    pub when: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -6,7 +6,9 @@
 mod api;
 mod error;
 pub mod gorgias;
+mod update;
 pub mod zendesk;
+mod zendesk_update;
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use async_trait::async_trait;
 pub use api::{basic_auth, email_at, ApiClient};
 pub use error::HelpdeskError;
 pub use gorgias::GorgiasClient;
+pub use update::TicketUpdate;
 pub use zendesk::ZendeskClient;
 
 use crate::config::Settings;
@@ -30,6 +33,24 @@ pub trait Helpdesk: Send + Sync {
 
     /// Adds `tags` to the ticket, keeping the tags it has.
     async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError>;
+
+    /// Carries out `update` (tags to add and remove, fields, note). Clients that can only add
+    /// tags refuse anything more.
+    async fn write(&self, ticket: TicketId, update: &TicketUpdate) -> Result<(), HelpdeskError> {
+        if update.only_adds_tags() {
+            return self.add_tags(ticket, &update.add).await;
+        }
+        Err(HelpdeskError::Rejected {
+            status: 501,
+            reason: "this helpdesk client can only add tags".into(),
+        })
+    }
+
+    /// The ticket's tags as the helpdesk has them now, for a helpdesk whose events do not carry
+    /// them (`None`: trust the event's tags).
+    async fn current_tags(&self, _ticket: TicketId) -> Result<Option<Vec<String>>, HelpdeskError> {
+        Ok(None)
+    }
 }
 
 /// The configured helpdesks, by source.

@@ -164,6 +164,19 @@ impl OrderDb {
         .await
     }
 
+    /// The names of the columns `orders.query` returns (the statement is prepared, not run).
+    pub async fn columns(&self) -> Result<Vec<String>, OrdersError> {
+        let backend = self.pool.backend();
+        self.timed(async {
+            match &self.pool {
+                Pool::Postgres(p) => column_names(p, backend, &self.sql).await,
+                Pool::MySql(p) => column_names(p, backend, &self.sql).await,
+                Pool::Sqlite(p) => column_names(p, backend, &self.sql).await,
+            }
+        })
+        .await
+    }
+
     /// "postgres" | "mysql" (MySQL and MariaDB) | "sqlite".
     pub fn backend(&self) -> &'static str {
         self.pool.backend().as_str()

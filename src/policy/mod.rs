@@ -1,11 +1,14 @@
 //! The decision: which tags a customer's numbers earn. A pure function of plain data.
-//! `rules.rs` holds the conditions of `policy.rules` and `policy.dispute_when`.
+//! `rules.rs` holds the conditions of `policy.rules` and `policy.dispute_when`; `startup.rs`
+//! checks the columns they read against `orders.query`.
 
 mod rules;
+mod startup;
 
 use rust_decimal::Decimal;
 
 pub use rules::{Condition, Rule, Verdict, BUILT_IN_COLUMNS};
+pub use startup::check_columns_at_start;
 
 use crate::domain::{CustomerStats, Tag};
 
@@ -94,6 +97,20 @@ impl Policy {
 
     pub fn tiers(&self) -> &[VipTier] {
         &self.tiers
+    }
+
+    /// One error per condition that reads a column `orders.query` does not return.
+    pub fn unknown_columns(&self, query_columns: &[String]) -> Vec<String> {
+        self.columns_read()
+            .into_iter()
+            .filter(|(_, col)| !query_columns.iter().any(|q| q.eq_ignore_ascii_case(col)))
+            .map(|(key, col)| {
+                format!(
+                    "{key}: unknown column `{col}` (orders.query returns: {})",
+                    query_columns.join(", ")
+                )
+            })
+            .collect()
     }
 
     /// Every tag this policy can ever write (for the trigger's nullifying condition).

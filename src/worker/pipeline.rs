@@ -1,10 +1,11 @@
 //! One attempt at a job, step by step: resolve the requester's email, look the customer up in
-//! the order DB, decide the tags (pure policy), write the missing ones to the helpdesk.
+//! the order DB, decide the tags (pure policy), write the missing ones to the helpdesk and remove
+//! the policy's own stale ones (`policy.remove_stale_tags`).
 
 use super::settle::Attempt;
 use super::Worker;
 use crate::domain::{CustomerEmail, CustomerStats, Outcome, Requester, Tag};
-use crate::helpdesk::Helpdesk;
+use crate::helpdesk::{Helpdesk, TicketUpdate};
 use crate::state::{AuditRecord, Job};
 
 /// What an attempt found so far, for the audit row whatever happens next.
@@ -14,6 +15,7 @@ struct Findings {
     stats: Option<CustomerStats>,
     decided: Vec<Tag>,
     written: Vec<Tag>,
+    removed: Vec<Tag>,
 }
 
 impl Findings {
@@ -63,11 +65,12 @@ impl Worker {
             return Ok(found.finished(Outcome::UnknownCustomer, None));
         };
         found.stats = Some(stats.clone());
-        let missing = match self.decide(job, &stats, found) {
-            Ok(missing) => missing,
+        let have = self.ticket_tags(helpdesk, job, found).await?;
+        let update = match self.decide(&have, &stats, found) {
+            Ok(update) => update,
             Err(outcome) => return Ok(found.finished(outcome, None)),
         };
-        Ok(self.write(helpdesk, job, missing, found).await)
+        Ok(self.write(helpdesk, job, update, found).await)
     }
 
     /// 1. Who is the customer? The event's email, or the helpdesk's answer for its requester id.
@@ -119,43 +122,80 @@ impl Worker {
         })
     }
 
-    /// 3. Which tags (pure), and which of them the ticket still lacks. `Err` is the outcome when
-    ///    there is nothing to write.
-    fn decide(
+    /// 3. The tags the ticket carries: the event's, or the helpdesk's own answer when the event
+    ///    carried none (Gorgias events carry no tags unless the admin adds them to the body).
+    async fn ticket_tags(
         &self,
+        helpdesk: &dyn Helpdesk,
         job: &Job,
-        stats: &CustomerStats,
-        found: &mut Findings,
-    ) -> Result<Vec<Tag>, Outcome> {
-        let tags = self.policy.decide(stats);
-        found.decided = tags.clone();
-        if tags.is_empty() {
-            return Err(Outcome::NoTags);
+        found: &Findings,
+    ) -> Result<Vec<String>, Stop> {
+        if !job.ticket_tags.is_empty() {
+            return Ok(job.ticket_tags.clone());
         }
-        let missing: Vec<Tag> = tags
-            .into_iter()
-            .filter(|t| !job.ticket_tags.iter().any(|have| have == t.as_str()))
-            .collect();
-        if missing.is_empty() {
-            // The ticket already carries every decided tag: writing again would only re-fire
-            // triggers.
-            return Err(Outcome::AlreadyTagged);
+        match helpdesk.current_tags(job.ticket_id).await {
+            Ok(tags) => Ok(tags.unwrap_or_default()),
+            Err(e) => Err(Box::new(Attempt::from_helpdesk_error(
+                e,
+                found.record(Outcome::Failed, None),
+            ))),
         }
-        Ok(missing)
     }
 
-    /// 4. Write the missing tags.
+    /// 4. Which tags (pure), which of them the ticket still lacks, and which of the policy's own
+    ///    tags it carries that the decision no longer gives (never a tag outside the policy).
+    ///    `Err` is the outcome when there is nothing to write.
+    fn decide(
+        &self,
+        have: &[String],
+        stats: &CustomerStats,
+        found: &mut Findings,
+    ) -> Result<TicketUpdate, Outcome> {
+        let tags = self.policy.decide(stats);
+        found.decided = tags.clone();
+        let holds = |t: &Tag| have.iter().any(|h| h == t.as_str());
+        let add: Vec<Tag> = tags.iter().filter(|t| !holds(t)).cloned().collect();
+        let remove: Vec<Tag> = if self.policy.remove_stale_tags() {
+            let all = self.policy.all_tags();
+            all.into_iter()
+                .filter(|t| holds(t) && !tags.contains(t))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if add.is_empty() && remove.is_empty() {
+            // The ticket is already in the decided state: writing again would only re-fire
+            // triggers.
+            return Err(if tags.is_empty() {
+                Outcome::NoTags
+            } else {
+                Outcome::AlreadyTagged
+            });
+        }
+        Ok(TicketUpdate {
+            add,
+            remove,
+            ..TicketUpdate::default()
+        })
+    }
+
+    /// 5. Write the missing tags and remove the stale ones.
     async fn write(
         &self,
         helpdesk: &dyn Helpdesk,
         job: &Job,
-        missing: Vec<Tag>,
+        update: TicketUpdate,
         found: &mut Findings,
     ) -> Attempt {
-        match helpdesk.add_tags(job.ticket_id, &missing).await {
+        match helpdesk.write(job.ticket_id, &update).await {
             Ok(()) => {
-                found.written = missing;
-                found.finished(Outcome::Tagged, None)
+                found.written = update.add;
+                found.removed = update.remove;
+                let detail = (!found.removed.is_empty()).then(|| {
+                    let names: Vec<String> = found.removed.iter().map(Tag::to_string).collect();
+                    format!("removed the policy's stale tags: {}", names.join(", "))
+                });
+                found.finished(Outcome::Tagged, detail)
             }
             Err(e) => Attempt::from_helpdesk_error(e, found.record(Outcome::Failed, None)),
         }
