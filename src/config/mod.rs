@@ -120,6 +120,8 @@ pub struct ZendeskSettings {
     pub requests_per_minute: u32,
     pub request_timeout: Duration,
     pub dangerous_accept_test_secret: bool,
+    /// `zendesk.fields` and `zendesk.note_template`.
+    pub view: crate::helpdesk::TicketView,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +133,8 @@ pub struct GorgiasSettings {
     pub requests_per_window: u32,
     pub window: Duration,
     pub request_timeout: Duration,
+    /// `gorgias.note_template`.
+    pub view: crate::helpdesk::TicketView,
 }
 
 #[cfg(test)]

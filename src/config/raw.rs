@@ -158,6 +158,12 @@ pub struct RawZendesk {
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     pub dangerous_accept_test_secret: bool,
+    /// Custom field ids to set with the tags (`{ ltv, tier, orders, disputes }`).
+    #[serde(default)]
+    pub fields: crate::helpdesk::FieldIds,
+    /// A private comment written with the service's first tag write on a ticket ("": none).
+    #[serde(default)]
+    pub note_template: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -179,6 +185,9 @@ pub struct RawGorgias {
     pub window: Duration,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// An internal note written with the service's first tag write on a ticket ("": none).
+    #[serde(default)]
+    pub note_template: String,
 }
 
 #[cfg(test)]

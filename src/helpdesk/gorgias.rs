@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::api::numeric_id;
-use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError, TicketUpdate};
+use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError, TicketUpdate, TicketView};
 use crate::config::GorgiasSettings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
 use crate::metrics::Metrics;
@@ -17,6 +17,8 @@ use crate::state::StateStore;
 
 pub struct GorgiasClient {
     api: ApiClient,
+    /// The fields and note written with the tags.
+    view: TicketView,
     /// The API user's email: the sender of internal notes.
     email: String,
 }
@@ -57,6 +59,7 @@ impl GorgiasClient {
                 metrics,
                 remaining,
             )?,
+            view: settings.view.clone(),
             email: settings.email.clone(),
         })
     }
@@ -64,6 +67,10 @@ impl GorgiasClient {
 
 #[async_trait]
 impl Helpdesk for GorgiasClient {
+    fn view(&self) -> Option<&TicketView> {
+        Some(&self.view)
+    }
+
     /// `GET /api/customers/{id}` → `email`.
     async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
         let id = numeric_id(id.as_str(), "Gorgias customer")?;

@@ -6,6 +6,7 @@
 mod api;
 mod error;
 pub mod gorgias;
+mod ticket_view;
 mod update;
 pub mod zendesk;
 mod zendesk_update;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 pub use api::{basic_auth, email_at, ApiClient};
 pub use error::HelpdeskError;
 pub use gorgias::GorgiasClient;
+pub use ticket_view::{check_template, FieldIds, TicketView, NOTE_PLACEHOLDERS};
 pub use update::TicketUpdate;
 pub use zendesk::ZendeskClient;
 
@@ -50,6 +52,11 @@ pub trait Helpdesk: Send + Sync {
     /// them (`None`: trust the event's tags).
     async fn current_tags(&self, _ticket: TicketId) -> Result<Option<Vec<String>>, HelpdeskError> {
         Ok(None)
+    }
+
+    /// The custom fields and note this helpdesk writes with the tags (`None`: tags only).
+    fn view(&self) -> Option<&TicketView> {
+        None
     }
 }
 

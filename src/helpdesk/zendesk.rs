@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::api::numeric_id;
 use super::zendesk_update::{update_ticket_body, UPDATE_TICKET_PER_MINUTE};
-use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError, TicketUpdate};
+use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError, TicketUpdate, TicketView};
 use crate::config::ZendeskSettings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
 use crate::metrics::Metrics;
@@ -18,6 +18,8 @@ use crate::state::StateStore;
 
 pub struct ZendeskClient {
     api: ApiClient,
+    /// The fields and note written with the tags.
+    view: TicketView,
     /// Update Ticket's own budget (100 per minute per account), drawn before the plan's.
     update_budget: RateBudget,
 }
@@ -64,6 +66,7 @@ impl ZendeskClient {
                 metrics,
                 remaining,
             )?,
+            view: settings.view.clone(),
             update_budget,
         })
     }
@@ -71,6 +74,10 @@ impl ZendeskClient {
 
 #[async_trait]
 impl Helpdesk for ZendeskClient {
+    fn view(&self) -> Option<&TicketView> {
+        Some(&self.view)
+    }
+
     /// `GET /api/v2/users/{id}` → `user.email` (None when the user has no email).
     async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
         let id = numeric_id(id.as_str(), "Zendesk user")?;

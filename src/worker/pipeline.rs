@@ -66,11 +66,25 @@ impl Worker {
         };
         found.stats = Some(stats.clone());
         let have = self.ticket_tags(helpdesk, job, found).await?;
-        let update = match self.decide(&have, &stats, found) {
+        let mut update = match self.decide(&have, &stats, found) {
             Ok(update) => update,
             Err(outcome) => return Ok(found.finished(outcome, None)),
         };
-        Ok(self.write(helpdesk, job, update, found).await)
+        let with_note = self
+            .annotate(helpdesk, job, &email, &stats, &mut update)
+            .await
+            .map_err(|e| {
+                Box::new(Attempt::Transient {
+                    error: format!("state DB: {e}"),
+                    retry_after: None,
+                    audit: found.record(Outcome::Failed, None),
+                })
+            })?;
+        let attempt = self.write(helpdesk, job, update, found).await;
+        if with_note && matches!(attempt, Attempt::Finished(_)) {
+            self.remember_note(job).await;
+        }
+        Ok(attempt)
     }
 
     /// 1. Who is the customer? The event's email, or the helpdesk's answer for its requester id.
