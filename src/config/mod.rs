@@ -29,6 +29,7 @@ pub use raw::{
     Amount, OrdersSettings, RawGorgias, RawPolicy, RawSettings, RawTier, RawZendesk,
     ServerSettings, StateSettings, WorkerSettings,
 };
+pub use raw::RawRule;
 pub use redact::redact_url_password;
 pub use validate::ConfigError;
 

@@ -3,6 +3,7 @@
 mod helpers;
 mod support;
 
+mod agent_view;
 mod faults;
 mod ingest;
 mod orders;
