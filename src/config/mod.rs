@@ -25,11 +25,11 @@ use secrecy::SecretString;
 
 use crate::policy::Policy;
 
+pub use raw::RawRule;
 pub use raw::{
     Amount, OrdersSettings, RawGorgias, RawPolicy, RawSettings, RawTier, RawZendesk,
     ServerSettings, StateSettings, WorkerSettings,
 };
-pub use raw::RawRule;
 pub use redact::redact_url_password;
 pub use validate::ConfigError;
 

@@ -19,7 +19,10 @@ pub struct TicketUpdate {
 
 impl TicketUpdate {
     pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.remove.is_empty() && self.fields.is_empty() && self.note.is_none()
+        self.add.is_empty()
+            && self.remove.is_empty()
+            && self.fields.is_empty()
+            && self.note.is_none()
     }
 
     /// Only tags to add: the cheapest call of every helpdesk.

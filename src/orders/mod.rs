@@ -199,11 +199,17 @@ impl OrderDb {
                 fetch_stats(p, Backend::Postgres, sql, email, binds, readers).await
             }
             Pool::MySql(p) => {
-                let readers = (mysql_number as NumberReader<_>, mysql_other as OtherReader<_>);
+                let readers = (
+                    mysql_number as NumberReader<_>,
+                    mysql_other as OtherReader<_>,
+                );
                 fetch_stats(p, Backend::MySql, sql, email, binds, readers).await
             }
             Pool::Sqlite(p) => {
-                let readers = (sqlite_number as NumberReader<_>, sqlite_other as OtherReader<_>);
+                let readers = (
+                    sqlite_number as NumberReader<_>,
+                    sqlite_other as OtherReader<_>,
+                );
                 fetch_stats(p, Backend::Sqlite, sql, email, binds, readers).await
             }
         }

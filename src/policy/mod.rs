@@ -369,4 +369,63 @@ mod tests {
         assert!(d.tags.is_empty());
         assert_eq!(d.reasons, ["20 < 500 (the lowest tier, vip): no VIP tag"]);
     }
+
+    #[test]
+    fn explain_lists_each_rule_with_the_comparisons_that_decided_it_as_the_readme_shows() {
+        use crate::domain::ColumnValue;
+        let rule = |t: &str, when: &str| Rule {
+            tag: tag(t),
+            when: Condition::parse(when).expect("condition"),
+        };
+        let p = policy(true).with_rules(vec![
+            rule("serial-returner", "orders >= 3 && refunded / gross >= 0.5"),
+            rule("first-order", "orders == 1"),
+        ]);
+        let number = |s: &str| ColumnValue::Number(s.parse().expect("decimal"));
+        let f = CustomerStats {
+            ltv: "2850.00".parse().expect("decimal"),
+            orders: 4,
+            disputes: 0,
+            extra: [
+                ("gross".to_string(), number("7500.00")),
+                ("refunded".to_string(), number("4650.00")),
+            ]
+            .into(),
+        };
+        let d = p.explain(&f);
+        assert_eq!(names(d.tags), ["vip-gold", "serial-returner"]);
+        assert_eq!(
+            d.reasons,
+            [
+                "2850.00 ≥ 2500 → vip-gold",
+                "serial-returner: orders 4 ≥ 3 and 0.62 ≥ 0.5",
+                "first-order: not tagged: orders 4 ≠ 1"
+            ]
+        );
+        assert_eq!(
+            names(p.all_tags()),
+            [
+                "dispute",
+                "first-order",
+                "serial-returner",
+                "vip",
+                "vip-gold"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_won_dispute_is_not_a_dispute_when_the_condition_says_so() {
+        use crate::domain::ColumnValue;
+        let p = policy(true).with_dispute_condition(
+            Condition::parse("disputes - disputes_won > 0").expect("condition"),
+        );
+        let mut f = facts("9000", 1);
+        f.extra
+            .insert("disputes_won".into(), ColumnValue::Number(1.into()));
+        assert_eq!(names(p.decide(&f)), ["vip-gold"]);
+        f.extra
+            .insert("disputes_won".into(), ColumnValue::Number(0.into()));
+        assert_eq!(names(p.decide(&f)), ["dispute"]);
+    }
 }

@@ -248,7 +248,10 @@ fn eval(e: &IdedExpr, facts: &CustomerStats, trail: &mut Vec<String>) -> Result<
         _ => return Err("unsupported expression".into()),
     };
     let args = &call.args;
-    let arg = |i: usize| args.get(i).ok_or_else(|| "malformed expression".to_string());
+    let arg = |i: usize| {
+        args.get(i)
+            .ok_or_else(|| "malformed expression".to_string())
+    };
     match call_name(call) {
         // CEL's && and || are commutative: a decided side wins over an error on the other.
         op @ (operators::LOGICAL_AND | operators::LOGICAL_OR) => {
@@ -402,7 +405,11 @@ mod tests {
     #[test]
     fn a_division_by_zero_or_a_null_column_is_no_match_with_its_reason() {
         let c = Condition::parse("refunded / gross >= 0.5").expect("parses");
-        let v = c.eval(&facts("0", 0, &[("refunded", num("0")), ("gross", num("0"))]));
+        let v = c.eval(&facts(
+            "0",
+            0,
+            &[("refunded", num("0")), ("gross", num("0"))],
+        ));
         assert!(!v.matched);
         assert!(v.describe().contains("division by zero"), "{v:?}");
         let v = c.eval(&facts(
@@ -414,14 +421,18 @@ mod tests {
         assert!(v.describe().contains("null"), "{v:?}");
         // A decided side of && wins over an error on the other side.
         let c = Condition::parse("orders >= 3 && refunded / gross >= 0.5").expect("parses");
-        let v = c.eval(&facts("0", 0, &[("refunded", num("0")), ("gross", num("0"))]));
+        let v = c.eval(&facts(
+            "0",
+            0,
+            &[("refunded", num("0")), ("gross", num("0"))],
+        ));
         assert_eq!((v.matched, v.error), (false, None));
     }
 
     #[test]
     fn text_and_booleans_compare_and_columns_are_listed_lower_cased() {
-        let c = Condition::parse("Status == \"lost\" || (won ? false : Disputes > 0)")
-            .expect("parses");
+        let c =
+            Condition::parse("Status == \"lost\" || (won ? false : Disputes > 0)").expect("parses");
         assert_eq!(
             c.columns().into_iter().collect::<Vec<_>>(),
             ["disputes", "status", "won"]

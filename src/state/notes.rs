@@ -6,7 +6,11 @@ use crate::domain::{Source, TicketId};
 
 impl StateStore {
     /// Whether the service already wrote its note on this ticket.
-    pub async fn note_written(&self, source: Source, ticket: TicketId) -> Result<bool, sqlx::Error> {
+    pub async fn note_written(
+        &self,
+        source: Source,
+        ticket: TicketId,
+    ) -> Result<bool, sqlx::Error> {
         let row = sqlx::query("select 1 from ticket_note where source = $1 and ticket_id = $2")
             .bind(source.as_str())
             .bind(ticket.to_string())

@@ -42,8 +42,11 @@ async fn a_promoted_customers_zendesk_ticket_loses_the_services_own_vip_and_keep
     let app = spawn_app(AppOptions::default()).await;
     app.fake
         .set_ticket_tags(Helpdesk::Zendesk, "200", &["vip", "web_form", "billing"]);
-    app.post_zendesk(&trigger_body(200, "gold@shop.test", "vip web_form billing"), None)
-        .await;
+    app.post_zendesk(
+        &trigger_body(200, "gold@shop.test", "vip web_form billing"),
+        None,
+    )
+    .await;
     let rows = app.wait_for_audit(Source::Zendesk, 200, 1).await;
     let a = &rows[0].record;
     assert_eq!(a.outcome, "tagged", "{a:?}");
@@ -71,10 +74,16 @@ async fn a_promoted_customers_zendesk_ticket_loses_the_services_own_vip_and_keep
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disputer_on_gorgias_loses_the_stale_vip_read_from_the_ticket_and_keeps_foreign_tags() {
     let app = spawn_app(AppOptions::default()).await;
-    app.fake
-        .set_ticket_tags(Helpdesk::Gorgias, "201", &["vip", "Billing", "VIP customer"]);
+    app.fake.set_ticket_tags(
+        Helpdesk::Gorgias,
+        "201",
+        &["vip", "Billing", "VIP customer"],
+    );
     let res = app
-        .post_gorgias(&gorgias_body(201, "disputer@shop.test"), Some(GORGIAS_TOKEN))
+        .post_gorgias(
+            &gorgias_body(201, "disputer@shop.test"),
+            Some(GORGIAS_TOKEN),
+        )
         .await;
     assert_eq!(res.status().as_u16(), 202);
     let rows = app.wait_for_audit(Source::Gorgias, 201, 1).await;
@@ -129,8 +138,10 @@ async fn a_rule_tag_lands_from_extra_columns_on(orders: Db) {
     })
     .await;
     // gold: 200.50 refunded of 2700.50 paid (7.4 %); almost: 100.50 of 2600.00 (3.9 %).
-    app.fake.set_ticket_tags(Helpdesk::Zendesk, "210", &["web_form"]);
-    app.fake.set_ticket_tags(Helpdesk::Zendesk, "211", &["web_form"]);
+    app.fake
+        .set_ticket_tags(Helpdesk::Zendesk, "210", &["web_form"]);
+    app.fake
+        .set_ticket_tags(Helpdesk::Zendesk, "211", &["web_form"]);
     app.post_zendesk(&trigger_body(210, "gold@shop.test", "web_form"), None)
         .await;
     app.post_zendesk(&trigger_body(211, "almost@shop.test", "web_form"), None)
@@ -174,13 +185,26 @@ async fn an_invalid_rule_stops_start_up_naming_the_rule_and_the_key() {
         .expect("fake");
     let state = TestDb::create(Db::Sqlite, "ltv_state").await;
     let shop = shop_db(Db::Sqlite).await;
-    let raw = || test_settings(&state.url, &shop.url, &fake, &Default::default(), true, false);
+    let raw = || {
+        test_settings(
+            &state.url,
+            &shop.url,
+            &fake,
+            &Default::default(),
+            true,
+            false,
+        )
+    };
 
     // A syntax error: refused when the configuration is read.
     let mut bad = raw();
     serial_returner_rule(&mut bad);
     bad.policy.rules[0].when = "orders >= 3 &&".into();
-    let err = bad.validate().err().map(|e| e.to_string()).unwrap_or_default();
+    let err = bad
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("policy.rules[0].when: syntax error"), "{err}");
 
     // A column the query does not return: refused when the service starts.
@@ -208,7 +232,9 @@ fn fields_and_note(raw: &mut RawSettings) {
         orders: Some(360003),
         disputes: None,
     };
-    raw.zendesk.note_template = "ltv-tagger: LTV {ltv} over {orders} orders, {disputes} disputes → {tags}. Why: {reasons}".into();
+    raw.zendesk.note_template =
+        "ltv-tagger: LTV {ltv} over {orders} orders, {disputes} disputes → {tags}. Why: {reasons}"
+            .into();
     raw.gorgias.note_template = "ltv-tagger: LTV {ltv}, {disputes} disputes → {tags}".into();
 }
 
@@ -219,7 +245,8 @@ async fn custom_fields_and_the_note_arrive_in_one_zendesk_call_and_the_note_only
         ..Default::default()
     })
     .await;
-    app.fake.set_ticket_tags(Helpdesk::Zendesk, "300", &["web_form"]);
+    app.fake
+        .set_ticket_tags(Helpdesk::Zendesk, "300", &["web_form"]);
     app.post_zendesk(&trigger_body(300, "gold@shop.test", "web_form"), None)
         .await;
     let rows = app.wait_for_audit(Source::Zendesk, 300, 1).await;
@@ -248,8 +275,11 @@ async fn custom_fields_and_the_note_arrive_in_one_zendesk_call_and_the_note_only
     // An agent removes the tag: the service puts it back, with the fields, without a second note.
     app.fake
         .set_ticket_tags(Helpdesk::Zendesk, "300", &["web_form"]);
-    app.post_zendesk(&trigger_body(300, "gold@shop.test", "web_form"), Some("again"))
-        .await;
+    app.post_zendesk(
+        &trigger_body(300, "gold@shop.test", "web_form"),
+        Some("again"),
+    )
+    .await;
     app.wait_for_audit(Source::Zendesk, 300, 2).await;
     assert_eq!(app.fake.ticket_updates(Helpdesk::Zendesk, "300"), 2);
     assert_eq!(app.zendesk_tags(300), ["vip-gold", "web_form"]);
@@ -277,17 +307,28 @@ async fn a_notes_own_update_event_writes_nothing() {
     // The update carrying the note fires Zendesk's "ticket updated": the event names the
     // ticket's tags as they are now.
     let now = app.zendesk_tags(301).join(" ");
-    app.post_zendesk(&trigger_body(301, "disputer@shop.test", &now), Some("note-update"))
-        .await;
+    app.post_zendesk(
+        &trigger_body(301, "disputer@shop.test", &now),
+        Some("note-update"),
+    )
+    .await;
     let rows = app.wait_for_audit(Source::Zendesk, 301, 2).await;
     assert!(
         rows.iter().any(|r| r.record.outcome == "already_tagged"),
         "{rows:?}"
     );
-    tokio::time::timeout(Duration::from_secs(10), app.wait_idle(Duration::from_secs(10)))
-        .await
-        .expect("idle");
-    assert_eq!(app.fake.requests().len(), calls, "{:?}", app.fake.requests());
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        app.wait_idle(Duration::from_secs(10)),
+    )
+    .await
+    .expect("idle");
+    assert_eq!(
+        app.fake.requests().len(),
+        calls,
+        "{:?}",
+        app.fake.requests()
+    );
     assert_eq!(app.fake.notes(Helpdesk::Zendesk, "301").len(), 1);
     app.stop().await;
 }

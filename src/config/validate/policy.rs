@@ -151,7 +151,8 @@ mod tests {
             "{MINIMAL}\n[policy]\nrules = [{{ tag = \"ok\", when = \"orders >= 3\" }}, {{ tag = \"bad\", when = \"orders >=\" }}, {{ tag = \"x\", when = \"size(x) > 1\" }}, {{ tag = \"vip\", when = \"orders > 1\" }}]\ndispute_when = \"\"\n"
         ));
         assert!(
-            errs.iter().any(|e| e.starts_with("policy.rules[1].when: syntax error")),
+            errs.iter()
+                .any(|e| e.starts_with("policy.rules[1].when: syntax error")),
             "{errs:?}"
         );
         assert!(

@@ -31,11 +31,15 @@ fn route(helpdesk: Helpdesk, path: &str) -> Option<(Write, String)> {
     let (write, rest) = match helpdesk {
         Helpdesk::Zendesk => {
             let rest = path.strip_prefix("/api/v2/tickets/")?;
-            (Write::UpdateTicket, rest.strip_suffix(".json").unwrap_or(rest))
+            (
+                Write::UpdateTicket,
+                rest.strip_suffix(".json").unwrap_or(rest),
+            )
         }
         Helpdesk::Gorgias => (
             Write::Message,
-            path.strip_prefix("/api/tickets/")?.strip_suffix("/messages")?,
+            path.strip_prefix("/api/tickets/")?
+                .strip_suffix("/messages")?,
         ),
     };
     (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())).then(|| (write, rest.to_owned()))
@@ -133,10 +137,14 @@ pub(super) fn answer(
         Write::UpdateTicket => {
             let tags = ticket.tags.clone();
             let mut a = tag_list_answer(helpdesk, 200, &tags);
-            a.body = Some(json!({ "ticket": { "id": id.parse::<u64>().unwrap_or(0), "tags": tags } }));
+            a.body =
+                Some(json!({ "ticket": { "id": id.parse::<u64>().unwrap_or(0), "tags": tags } }));
             a
         }
-        Write::Message => Answer::new(201, json!({ "id": ticket.notes.len(), "channel": "internal-note" })),
+        Write::Message => Answer::new(
+            201,
+            json!({ "id": ticket.notes.len(), "channel": "internal-note" }),
+        ),
     })
 }
 
@@ -161,7 +169,9 @@ fn parse_body(write: Write, req: &HttpRequest, bytes: &[u8]) -> Result<Parsed, S
         .trim()
         .eq_ignore_ascii_case("application/json")
     {
-        return Err(format!("Content-Type is `{content_type}`, expected application/json"));
+        return Err(format!(
+            "Content-Type is `{content_type}`, expected application/json"
+        ));
     }
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("body is not valid JSON: {e}"))?;
@@ -176,7 +186,9 @@ fn string_list(ticket: &Map<String, Value>, key: &str) -> Result<Vec<String>, St
     let Some(v) = ticket.get(key) else {
         return Ok(Vec::new());
     };
-    let list = v.as_array().ok_or_else(|| format!("`{key}` is not an array"))?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| format!("`{key}` is not an array"))?;
     list.iter()
         .map(|t| match t.as_str() {
             Some(s) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => Ok(s.to_owned()),
@@ -193,7 +205,9 @@ fn parse_update_ticket(body: &Map<String, Value>) -> Result<Parsed, String> {
     const KNOWN: [&str; 4] = ["additional_tags", "remove_tags", "custom_fields", "comment"];
     if let Some(other) = ticket.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         // `tags` would replace every tag of the ticket; anything else is not ours to change.
-        return Err(format!("`ticket.{other}` is not a field this service may set"));
+        return Err(format!(
+            "`ticket.{other}` is not a field this service may set"
+        ));
     }
     if ticket.is_empty() {
         return Err("`ticket` is empty".into());
@@ -222,7 +236,10 @@ fn parse_update_ticket(body: &Map<String, Value>) -> Result<Parsed, String> {
             .filter(|b| !b.trim().is_empty())
             .ok_or("`comment.body` is missing or empty")?;
         // Zendesk makes a comment public unless `public: false` says otherwise.
-        let public = comment.get("public").and_then(Value::as_bool).unwrap_or(true);
+        let public = comment
+            .get("public")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         parsed.note = Some(Note {
             body: body.to_owned(),
             public,
