@@ -350,16 +350,19 @@ fn micro_section(table: &mut Table, sections: &Sections) {
         orders: 3,
         ltv: "3000.00".parse().expect("decimal"),
         disputes: 0,
+        extra: Default::default(),
     };
     let disputer = CustomerStats {
         orders: 1,
         ltv: "9000.00".parse().expect("decimal"),
         disputes: 1,
+        extra: Default::default(),
     };
     let nobody = CustomerStats {
         orders: 1,
         ltv: "35.90".parse().expect("decimal"),
         disputes: 0,
+        extra: Default::default(),
     };
 
     let mut cases: Vec<MicroCase<'_>> = Vec::new();

@@ -69,6 +69,7 @@ impl Application {
                     .context("orders.query does not fit the order DB; fix it and start again"))
             }
         }
+        crate::policy::check_columns_at_start(&settings.policy, &orders).await?;
 
         let helpdesks = Helpdesks::from_settings(&settings, &store, &metrics)?;
         let wake = Arc::new(Notify::new());

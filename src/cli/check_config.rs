@@ -32,6 +32,10 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
             let db = OrderDb::connect_lazy(&settings.orders_options())?;
             db.check_columns().await?;
             db.check_query().await?;
+            let unknown = settings.policy.unknown_columns(&db.columns().await?);
+            if !unknown.is_empty() {
+                anyhow::bail!("{}", unknown.join("; "));
+            }
             anyhow::Ok(())
         };
         if let Err(e) = checked.await {
@@ -52,7 +56,9 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
                 eprintln!("{e:#}");
                 return ExitCode::from(1);
             }
-            eprintln!("orders.customers_query ran against the order DB and returned usable columns");
+            eprintln!(
+                "orders.customers_query ran against the order DB and returned usable columns"
+            );
         }
     }
     let tags: Vec<String> = settings

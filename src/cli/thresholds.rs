@@ -65,6 +65,7 @@ async fn recent_tickets(s: &Settings, since: Duration) -> anyhow::Result<Vec<Rec
                     ltv,
                     orders: r.record.orders.unwrap_or(0),
                     disputes: r.record.disputes.unwrap_or(0),
+                    ..Default::default()
                 },
                 tags_decided: r.record.tags_decided,
             })

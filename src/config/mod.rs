@@ -25,6 +25,7 @@ use secrecy::SecretString;
 
 use crate::policy::Policy;
 
+pub use raw::RawRule;
 pub use raw::{
     Amount, OrdersSettings, RawGorgias, RawPolicy, RawSettings, RawTier, RawZendesk,
     ServerSettings, StateSettings, WorkerSettings,
@@ -142,6 +143,8 @@ pub struct ZendeskSettings {
     pub dangerous_accept_test_secret: bool,
     /// Event-subscription types queued, without the `zen:event-type:` prefix.
     pub event_types: Vec<String>,
+    /// `zendesk.fields` and `zendesk.note_template`.
+    pub view: crate::helpdesk::TicketView,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +156,8 @@ pub struct GorgiasSettings {
     pub requests_per_window: u32,
     pub window: Duration,
     pub request_timeout: Duration,
+    /// `gorgias.note_template`.
+    pub view: crate::helpdesk::TicketView,
 }
 
 #[cfg(test)]

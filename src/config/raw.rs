@@ -105,6 +105,30 @@ pub struct RawPolicy {
     pub dispute_tag: String,
     pub dispute_overrides_vip: bool,
     pub vip_tiers: Vec<RawTier>,
+    /// Remove the policy's own tags that the decision no longer gives (default true).
+    #[serde(default = "yes")]
+    pub remove_stale_tags: bool,
+    /// The condition that makes a disputer (default `disputes > 0`).
+    #[serde(default = "disputes_above_zero")]
+    pub dispute_when: String,
+    /// `[{ tag, when }]`: tags from CEL conditions over the order query's columns.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn disputes_above_zero() -> String {
+    "disputes > 0".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub tag: String,
+    pub when: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -146,6 +170,12 @@ pub struct RawZendesk {
     pub dangerous_accept_test_secret: bool,
     /// Event-subscription types queued (`ticket.created`, …); others are answered `ignored`.
     pub event_types: Vec<String>,
+    /// Custom field ids to set with the tags (`{ ltv, tier, orders, disputes }`).
+    #[serde(default)]
+    pub fields: crate::helpdesk::FieldIds,
+    /// A private comment written with the service's first tag write on a ticket ("": none).
+    #[serde(default)]
+    pub note_template: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -167,6 +197,9 @@ pub struct RawGorgias {
     pub window: Duration,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// An internal note written with the service's first tag write on a ticket ("": none).
+    #[serde(default)]
+    pub note_template: String,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The customer: a normalised email, who asked ([`Requester`]), what they are worth
 //! ([`CustomerStats`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use rust_decimal::Decimal;
@@ -55,6 +56,17 @@ pub struct CustomerStats {
     pub ltv: Decimal,
     pub orders: i64,
     pub disputes: i64,
+    /// The query's other columns, by lower-cased name, for `policy.rules`.
+    pub extra: BTreeMap<String, ColumnValue>,
+}
+
+/// One extra column of the order query's row, decoded exactly (numbers as decimals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnValue {
+    Number(Decimal),
+    Text(String),
+    Bool(bool),
+    Null,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ mod ids;
 mod outcome;
 mod tag;
 
-pub use customer::{CustomerEmail, CustomerStats, Requester};
+pub use customer::{ColumnValue, CustomerEmail, CustomerStats, Requester};
 pub use ids::{JobId, RequesterId, Source, TicketId};
 pub use outcome::{JobState, Outcome};
 pub use tag::Tag;

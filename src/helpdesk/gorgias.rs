@@ -1,4 +1,5 @@
-//! Gorgias REST API: read a customer's email, add tags to a ticket.
+//! Gorgias REST API: read a customer's email and a ticket's tags, add and remove tags, write an
+//! internal note.
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -6,7 +7,7 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError};
+use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError, TicketUpdate, TicketView};
 use crate::config::GorgiasSettings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
 use crate::metrics::Metrics;
@@ -15,6 +16,10 @@ use crate::state::StateStore;
 
 pub struct GorgiasClient {
     api: ApiClient,
+    /// The fields and note written with the tags.
+    view: TicketView,
+    /// The API user's email: the sender of internal notes.
+    email: String,
 }
 
 /// `X-Gorgias-Account-Api-Call-Limit: 10/40` (used/capacity) → 30 calls left.
@@ -55,12 +60,18 @@ impl GorgiasClient {
                 remaining,
             )?
             .with_max_retry_after(max_retry_after),
+            view: settings.view.clone(),
+            email: settings.email.clone(),
         })
     }
 }
 
 #[async_trait]
 impl Helpdesk for GorgiasClient {
+    fn view(&self) -> Option<&TicketView> {
+        Some(&self.view)
+    }
+
     /// `GET /api/customers/{id}` → `email`.
     async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
         let v = self
@@ -82,6 +93,60 @@ impl Helpdesk for GorgiasClient {
             )
             .await?;
         Ok(())
+    }
+
+    /// Adds with `POST …/tags`, removes with `DELETE /api/tickets/{id}/tags` `{"names": […]}`,
+    /// writes the note as an internal note (`POST /api/tickets/{id}/messages`, channel
+    /// `internal-note`: never sent to the customer). Custom fields are Zendesk's only.
+    async fn write(&self, ticket: TicketId, update: &TicketUpdate) -> Result<(), HelpdeskError> {
+        if !update.add.is_empty() {
+            self.add_tags(ticket, &update.add).await?;
+        }
+        if !update.remove.is_empty() {
+            self.api
+                .send(
+                    Method::DELETE,
+                    &format!("/api/tickets/{ticket}/tags"),
+                    Some(&json!({ "names": update.remove })),
+                )
+                .await?;
+        }
+        if let Some(note) = &update.note {
+            let message = json!({
+                "channel": "internal-note",
+                "via": "api",
+                "from_agent": true,
+                "sender": { "email": self.email },
+                "body_text": note,
+            });
+            self.api
+                .send(
+                    Method::POST,
+                    &format!("/api/tickets/{ticket}/messages"),
+                    Some(&message),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `GET /api/tickets/{id}/tags` → the names (Gorgias events carry no tags by default).
+    async fn current_tags(&self, ticket: TicketId) -> Result<Option<Vec<String>>, HelpdeskError> {
+        let v = self
+            .api
+            .send(Method::GET, &format!("/api/tickets/{ticket}/tags"), None)
+            .await?;
+        let list = v.get("data").unwrap_or(&v);
+        let names = list
+            .as_array()
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(|t| t.get("name").and_then(serde_json::Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(names))
     }
 }
 

@@ -7,7 +7,10 @@ mod answer;
 mod api;
 mod error;
 pub mod gorgias;
+mod ticket_view;
+mod update;
 pub mod zendesk;
+mod zendesk_update;
 
 use std::sync::Arc;
 
@@ -17,6 +20,8 @@ pub use answer::MAX_ANSWER_BYTES;
 pub use api::{basic_auth, email_at, ApiClient};
 pub use error::HelpdeskError;
 pub use gorgias::GorgiasClient;
+pub use ticket_view::{check_template, FieldIds, TicketView, NOTE_PLACEHOLDERS};
+pub use update::TicketUpdate;
 pub use zendesk::ZendeskClient;
 
 use crate::config::Settings;
@@ -32,6 +37,29 @@ pub trait Helpdesk: Send + Sync {
 
     /// Adds `tags` to the ticket, keeping the tags it has.
     async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError>;
+
+    /// Carries out `update` (tags to add and remove, fields, note). Clients that can only add
+    /// tags refuse anything more.
+    async fn write(&self, ticket: TicketId, update: &TicketUpdate) -> Result<(), HelpdeskError> {
+        if update.only_adds_tags() {
+            return self.add_tags(ticket, &update.add).await;
+        }
+        Err(HelpdeskError::Rejected {
+            status: 501,
+            reason: "this helpdesk client can only add tags".into(),
+        })
+    }
+
+    /// The ticket's tags as the helpdesk has them now, for a helpdesk whose events do not carry
+    /// them (`None`: trust the event's tags).
+    async fn current_tags(&self, _ticket: TicketId) -> Result<Option<Vec<String>>, HelpdeskError> {
+        Ok(None)
+    }
+
+    /// The custom fields and note this helpdesk writes with the tags (`None`: tags only).
+    fn view(&self) -> Option<&TicketView> {
+        None
+    }
 }
 
 /// The configured helpdesks, by source.

@@ -1,4 +1,5 @@
-//! Zendesk Support API: read a requester's email, add tags to a ticket.
+//! Zendesk Support API: read a requester's email, add tags to a ticket, update a ticket (tags,
+//! fields, private comment: the body is built in `zendesk_update.rs`).
 
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -6,7 +7,8 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError};
+use super::zendesk_update::{update_ticket_body, UPDATE_TICKET_PER_MINUTE};
+use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError, TicketUpdate, TicketView};
 use crate::config::ZendeskSettings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
 use crate::metrics::Metrics;
@@ -15,6 +17,10 @@ use crate::state::StateStore;
 
 pub struct ZendeskClient {
     api: ApiClient,
+    /// The fields and note written with the tags.
+    view: TicketView,
+    /// Update Ticket's own budget (100 per minute per account), drawn before the plan's.
+    update_budget: RateBudget,
 }
 
 /// `X-Rate-Limit-Remaining: 123`
@@ -40,6 +46,11 @@ impl ZendeskClient {
             settings.email,
             settings.api_token.expose_secret()
         ));
+        let update_budget = RateBudget::zendesk(
+            store.clone(),
+            format!("zendesk-update-ticket:{}", settings.base_url),
+            UPDATE_TICKET_PER_MINUTE,
+        );
         let budget = RateBudget::zendesk(
             store,
             format!("zendesk:{}", settings.base_url),
@@ -56,12 +67,18 @@ impl ZendeskClient {
                 remaining,
             )?
             .with_max_retry_after(max_retry_after),
+            view: settings.view.clone(),
+            update_budget,
         })
     }
 }
 
 #[async_trait]
 impl Helpdesk for ZendeskClient {
+    fn view(&self) -> Option<&TicketView> {
+        Some(&self.view)
+    }
+
     /// `GET /api/v2/users/{id}` → `user.email` (None when the user has no email).
     async fn requester_email(&self, id: &RequesterId) -> Result<Option<String>, HelpdeskError> {
         let v = self
@@ -79,6 +96,26 @@ impl Helpdesk for ZendeskClient {
                 Method::PUT,
                 &format!("/api/v2/tickets/{ticket}/tags"),
                 Some(&json!({ "tags": tags })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Adding only: the tags call. Anything more (stale tags to remove, fields, a note): one
+    /// `PUT /api/v2/tickets/{id}` carrying it all.
+    async fn write(&self, ticket: TicketId, update: &TicketUpdate) -> Result<(), HelpdeskError> {
+        if update.only_adds_tags() {
+            return self.add_tags(ticket, &update.add).await;
+        }
+        self.update_budget
+            .acquire()
+            .await
+            .map_err(|e| HelpdeskError::Unavailable(format!("rate budget: state DB: {e}")))?;
+        self.api
+            .send(
+                Method::PUT,
+                &format!("/api/v2/tickets/{ticket}"),
+                Some(&update_ticket_body(update)),
             )
             .await?;
         Ok(())

@@ -72,6 +72,7 @@ where
         ltv: read(ltv, "ltv")?,
         orders: count("orders")?,
         disputes: count("disputes")?,
+        extra: Default::default(),
     })
 }
 

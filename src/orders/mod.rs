@@ -31,6 +31,7 @@ mod customers;
 mod decode;
 mod describe;
 mod error;
+mod extra;
 mod pg_numeric;
 mod placeholders;
 mod server_timeout;
@@ -49,6 +50,7 @@ use sqlx::{Column, ColumnIndex, Database, Encode, Executor, IntoArguments, State
 
 use connect::{acquire, connect_options, Pool};
 use decode::{mysql_number, pg_number, sqlite_number, stats_from_row, NumberReader};
+use extra::{extra_columns, mysql_other, pg_other, sqlite_other, OtherReader};
 
 pub use crate::domain::CustomerStats;
 pub use connect::Backend;
@@ -168,6 +170,19 @@ impl OrderDb {
         .await
     }
 
+    /// The names of the columns `orders.query` returns (the statement is prepared, not run).
+    pub async fn columns(&self) -> Result<Vec<String>, OrdersError> {
+        let backend = self.pool.backend();
+        self.timed(async {
+            match &self.pool {
+                Pool::Postgres(p) => column_names(p, backend, &self.sql).await,
+                Pool::MySql(p) => column_names(p, backend, &self.sql).await,
+                Pool::Sqlite(p) => column_names(p, backend, &self.sql).await,
+            }
+        })
+        .await
+    }
+
     /// "postgres" | "mysql" (MySQL and MariaDB) | "sqlite".
     pub fn backend(&self) -> &'static str {
         self.pool.backend().as_str()
@@ -186,11 +201,22 @@ impl OrderDb {
         let (sql, binds) = (&*self.sql, self.binds);
         match &self.pool {
             Pool::Postgres(p) => {
-                fetch_stats(p, Backend::Postgres, sql, email, binds, pg_number).await
+                let readers = (pg_number as NumberReader<_>, pg_other as OtherReader<_>);
+                fetch_stats(p, Backend::Postgres, sql, email, binds, readers).await
             }
-            Pool::MySql(p) => fetch_stats(p, Backend::MySql, sql, email, binds, mysql_number).await,
+            Pool::MySql(p) => {
+                let readers = (
+                    mysql_number as NumberReader<_>,
+                    mysql_other as OtherReader<_>,
+                );
+                fetch_stats(p, Backend::MySql, sql, email, binds, readers).await
+            }
             Pool::Sqlite(p) => {
-                fetch_stats(p, Backend::Sqlite, sql, email, binds, sqlite_number).await
+                let readers = (
+                    sqlite_number as NumberReader<_>,
+                    sqlite_other as OtherReader<_>,
+                );
+                fetch_stats(p, Backend::Sqlite, sql, email, binds, readers).await
             }
         }
     }
@@ -262,7 +288,7 @@ async fn fetch_stats<DB: Database>(
     sql: &str,
     email: &str,
     binds: usize,
-    number: NumberReader<DB::Row>,
+    (number, other): (NumberReader<DB::Row>, OtherReader<DB::Row>),
 ) -> Result<Option<CustomerStats>, OrdersError>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -289,8 +315,13 @@ where
     {
         return Err(OrdersError::SeveralRows { backend });
     }
-    row.map(|row| stats_from_row(&row, backend, number))
-        .transpose()
+    row.map(|row| {
+        stats_from_row(&row, backend, number).map(|stats| CustomerStats {
+            extra: extra_columns(&row, number, other),
+            ..stats
+        })
+    })
+    .transpose()
 }
 
 #[cfg(test)]

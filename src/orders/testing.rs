@@ -28,6 +28,7 @@ pub fn stats(ltv: &str, orders: i64, disputes: i64) -> Option<CustomerStats> {
         ltv: Decimal::from_str(ltv).expect("decimal literal"),
         orders,
         disputes,
+        extra: Default::default(),
     })
 }
 

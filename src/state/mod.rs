@@ -14,12 +14,14 @@
 //! | `reclaim.rs` | expired leases back to the queue; corrupt rows parked |
 //! | `dead_letters.rs` | list and replay dead-lettered jobs |
 //! | `audit.rs` | the decision recorded for every finished job |
+//! | `notes.rs` | the tickets that already carry the service's internal note |
 //! | `retention.rs` | pruning old rows, and the loop that does it |
 
 mod audit;
 mod db_clock;
 mod dead_letters;
 mod inbox;
+mod notes;
 mod queue;
 mod reclaim;
 mod retention;

@@ -6,10 +6,12 @@
 //! | `job.rs` | one leased job: heartbeat, retry horizon, release on a hard stop |
 //! | `pipeline.rs` | resolve requester → look up customer → decide → write |
 //! | `shadow.rs` | shadow mode: record what would be written, write nothing |
+//! | `annotate.rs` | the custom fields and the once-per-ticket note added to a write |
 //! | `settle.rs` | finish, retry with backoff (or `Retry-After`), or dead-letter |
 //!
 //! [`Worker::run_once`] claims and runs one job to its end with no timer, for tests.
 
+mod annotate;
 mod job;
 mod pipeline;
 mod settle;

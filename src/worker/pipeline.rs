@@ -1,10 +1,11 @@
 //! One attempt at a job, step by step: resolve the requester's email, look the customer up in
-//! the order DB, decide the tags (pure policy), write the missing ones to the helpdesk.
+//! the order DB, decide the tags (pure policy), write the missing ones to the helpdesk and remove
+//! the policy's own stale ones (`policy.remove_stale_tags`).
 
 use super::settle::Attempt;
 use super::Worker;
 use crate::domain::{CustomerEmail, CustomerStats, Outcome, Requester, Tag};
-use crate::helpdesk::Helpdesk;
+use crate::helpdesk::{Helpdesk, TicketUpdate};
 use crate::policy::Mode;
 use crate::state::{AuditRecord, Job};
 
@@ -15,6 +16,7 @@ pub(super) struct Findings {
     stats: Option<CustomerStats>,
     pub(super) decided: Vec<Tag>,
     written: Vec<Tag>,
+    removed: Vec<Tag>,
 }
 
 impl Findings {
@@ -64,11 +66,30 @@ impl Worker {
             return Ok(found.finished(Outcome::UnknownCustomer, None));
         };
         found.stats = Some(stats.clone());
-        let missing = match self.decide(job, &stats, found) {
-            Ok(missing) => missing,
+        let have = self.ticket_tags(helpdesk, job, found).await?;
+        let mut update = match self.decide(job, &have, &stats, found) {
+            Ok(update) => update,
             Err(outcome) => return Ok(found.finished(outcome, None)),
         };
-        Ok(self.write(helpdesk, job, missing, found).await)
+        if self.policy.load().mode() == Mode::Shadow {
+            // Decided and recorded; nothing (tags, fields, note) reaches the helpdesk.
+            return Ok(self.shadow(update.add, found));
+        }
+        let with_note = self
+            .annotate(helpdesk, job, &email, &stats, &mut update)
+            .await
+            .map_err(|e| {
+                Box::new(Attempt::Transient {
+                    error: format!("state DB: {e}"),
+                    retry_after: None,
+                    audit: found.record(Outcome::Failed, None),
+                })
+            })?;
+        let attempt = self.write(helpdesk, job, update, found).await;
+        if with_note && matches!(attempt, Attempt::Finished(_)) {
+            self.remember_note(job).await;
+        }
+        Ok(attempt)
     }
 
     /// 1. Who is the customer? The event's email, or the helpdesk's answer for its requester id.
@@ -120,46 +141,82 @@ impl Worker {
         })
     }
 
-    /// 3. Which tags (pure), and which of them the ticket still lacks. `Err` is the outcome when
-    ///    there is nothing to write.
+    /// 3. The tags the ticket carries: the event's, or the helpdesk's own answer when the event
+    ///    carried none (Gorgias events carry no tags unless the admin adds them to the body).
+    async fn ticket_tags(
+        &self,
+        helpdesk: &dyn Helpdesk,
+        job: &Job,
+        found: &Findings,
+    ) -> Result<Vec<String>, Stop> {
+        if !job.ticket_tags.is_empty() {
+            return Ok(job.ticket_tags.clone());
+        }
+        match helpdesk.current_tags(job.ticket_id).await {
+            Ok(tags) => Ok(tags.unwrap_or_default()),
+            Err(e) => Err(Box::new(Attempt::from_helpdesk_error(
+                e,
+                found.record(Outcome::Failed, None),
+            ))),
+        }
+    }
+
+    /// 4. Which tags (pure), which of them the ticket still lacks, and which of the policy's own
+    ///    tags it carries that the decision no longer gives (never a tag outside the policy).
+    ///    `Err` is the outcome when there is nothing to write.
     fn decide(
         &self,
         job: &Job,
+        have: &[String],
         stats: &CustomerStats,
         found: &mut Findings,
-    ) -> Result<Vec<Tag>, Outcome> {
-        let tags = self.policy.load().decide(stats);
+    ) -> Result<TicketUpdate, Outcome> {
+        let policy = self.policy.load();
+        let tags = policy.decide(stats);
         found.decided = tags.clone();
-        if tags.is_empty() {
-            return Err(Outcome::NoTags);
-        }
-        let missing: Vec<Tag> = tags
-            .into_iter()
-            .filter(|t| !job.ticket_tags.iter().any(|have| t.is_on(have, job.source)))
-            .collect();
-        if missing.is_empty() {
-            // The ticket already carries every decided tag: writing again would only re-fire
+        let holds = |t: &Tag| have.iter().any(|h| t.is_on(h, job.source));
+        let add: Vec<Tag> = tags.iter().filter(|t| !holds(t)).cloned().collect();
+        let remove: Vec<Tag> = if policy.remove_stale_tags() {
+            let all = policy.all_tags();
+            all.into_iter()
+                .filter(|t| holds(t) && !tags.contains(t))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if add.is_empty() && remove.is_empty() {
+            // The ticket is already in the decided state: writing again would only re-fire
             // triggers.
-            return Err(Outcome::AlreadyTagged);
+            return Err(if tags.is_empty() {
+                Outcome::NoTags
+            } else {
+                Outcome::AlreadyTagged
+            });
         }
-        Ok(missing)
+        Ok(TicketUpdate {
+            add,
+            remove,
+            ..TicketUpdate::default()
+        })
     }
 
-    /// 4. Write the missing tags (in shadow mode: record them, write nothing).
+    /// 5. Write the missing tags and remove the stale ones.
     async fn write(
         &self,
         helpdesk: &dyn Helpdesk,
         job: &Job,
-        missing: Vec<Tag>,
+        update: TicketUpdate,
         found: &mut Findings,
     ) -> Attempt {
-        if self.policy.load().mode() == Mode::Shadow {
-            return self.shadow(missing, found);
-        }
-        match helpdesk.add_tags(job.ticket_id, &missing).await {
+        match helpdesk.write(job.ticket_id, &update).await {
             Ok(()) => {
-                found.written = missing;
-                found.finished(Outcome::Tagged, None)
+                found.written = update.add;
+                found.removed = update.remove;
+                let detail = (!found.removed.is_empty()).then(|| {
+                    let names: Vec<String> = found.removed.iter().map(Tag::to_string).collect();
+                    format!("removed the policy's stale tags: {}", names.join(", "))
+                });
+                found.finished(Outcome::Tagged, detail)
             }
             Err(e) => Attempt::from_helpdesk_error(e, found.record(Outcome::Failed, None)),
         }

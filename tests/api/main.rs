@@ -3,6 +3,7 @@
 mod helpers;
 mod support;
 
+mod agent_view;
 mod audit_cli;
 mod bad_input;
 mod connection_errors;

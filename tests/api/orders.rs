@@ -67,6 +67,7 @@ fn stats(ltv: &str, orders: i64, disputes: i64) -> Option<CustomerStats> {
         ltv,
         orders,
         disputes,
+        extra: Default::default(),
     })
 }
 

@@ -5,6 +5,18 @@ use std::time::Duration;
 use crate::config::raw::{RawGorgias, RawZendesk};
 use crate::config::secrets::secret;
 use crate::config::{GorgiasSettings, ZendeskSettings};
+use crate::helpdesk::{check_template, FieldIds, TicketView};
+
+/// `{section}.note_template` checked; `None` when empty (no note).
+fn note_template(section: &str, template: &str, errs: &mut Vec<String>) -> Option<String> {
+    if template.trim().is_empty() {
+        return None;
+    }
+    if let Err(e) = check_template(template) {
+        errs.push(format!("{section}.note_template: {e}"));
+    }
+    Some(template.to_string())
+}
 
 /// `https://{name}.{domain}` unless `api_base_url` overrides it.
 fn base_url(
@@ -134,6 +146,7 @@ impl RawZendesk {
             errs.push("zendesk.request_timeout: must be more than 0s".into());
         }
         let event_types = event_types(&self.event_types, errs);
+        let note = note_template("zendesk", &self.note_template, errs);
         if errs.len() > n {
             return None;
         }
@@ -147,6 +160,10 @@ impl RawZendesk {
             request_timeout: self.request_timeout,
             dangerous_accept_test_secret: self.dangerous_accept_test_secret,
             event_types,
+            view: TicketView {
+                fields: self.fields.clone(),
+                note_template: note,
+            },
         })
     }
 }
@@ -193,6 +210,7 @@ impl RawGorgias {
         if self.request_timeout.is_zero() {
             errs.push("gorgias.request_timeout: must be more than 0s".into());
         }
+        let note = note_template("gorgias", &self.note_template, errs);
         if errs.len() > n {
             return None;
         }
@@ -204,6 +222,10 @@ impl RawGorgias {
             requests_per_window: self.requests_per_window,
             window: self.window,
             request_timeout: self.request_timeout,
+            view: TicketView {
+                fields: FieldIds::default(),
+                note_template: note,
+            },
         })
     }
 }

@@ -4,7 +4,7 @@ use rust_decimal::Decimal;
 
 use crate::config::raw::{Amount, RawPolicy};
 use crate::domain::Tag;
-use crate::policy::{Policy, VipTier};
+use crate::policy::{Condition, Policy, Rule, VipTier};
 
 impl RawPolicy {
     pub(super) fn validate(&self) -> Result<Policy, Vec<String>> {
@@ -68,11 +68,60 @@ impl RawPolicy {
                 ));
             }
         }
+        let dispute_when = Condition::parse(&self.dispute_when)
+            .map_err(|e| errs.push(format!("policy.dispute_when: {e}")))
+            .ok();
+        let rules = self.rules(&tiers, dispute_tag.as_ref(), &mut errs);
         if errs.is_empty() {
-            Ok(Policy::new(tiers, dispute_tag, self.dispute_overrides_vip).with_mode(self.mode))
+            let mut policy = Policy::new(tiers, dispute_tag, self.dispute_overrides_vip)
+                .with_mode(self.mode)
+                .with_rules(rules)
+                .with_remove_stale_tags(self.remove_stale_tags);
+            if let Some(when) = dispute_when {
+                policy = policy.with_dispute_condition(when);
+            }
+            Ok(policy)
         } else {
             Err(errs)
         }
+    }
+}
+
+impl RawPolicy {
+    /// `policy.rules[i]`: each tag parses and is its own, each condition parses.
+    fn rules(
+        &self,
+        tiers: &[VipTier],
+        dispute_tag: Option<&Tag>,
+        errs: &mut Vec<String>,
+    ) -> Vec<Rule> {
+        let mut rules: Vec<Rule> = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let key = format!("policy.rules[{i}]");
+            let tag = Tag::parse(&r.tag).map_err(|e| format!("{key}.tag: {e}"));
+            let when = Condition::parse(&r.when).map_err(|e| format!("{key}.when: {e}"));
+            match (tag, when) {
+                (Ok(tag), Ok(when)) => {
+                    if tiers.iter().any(|t| t.tag == tag) || dispute_tag == Some(&tag) {
+                        errs.push(format!(
+                            "{key}.tag: {:?} is already a VIP tier or the dispute tag",
+                            tag.as_str()
+                        ));
+                    } else if let Some(j) = rules.iter().position(|o| o.tag == tag) {
+                        errs.push(format!(
+                            "{key}.tag: {:?} is already the tag of policy.rules[{j}]",
+                            tag.as_str()
+                        ));
+                    }
+                    rules.push(Rule { tag, when });
+                }
+                (tag, when) => {
+                    errs.extend(tag.err());
+                    errs.extend(when.err());
+                }
+            }
+        }
+        rules
     }
 }
 
@@ -95,5 +144,30 @@ mod tests {
                 .any(|e| e.starts_with("policy.vip_tiers[1].min_ltv:")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn a_rule_with_a_syntax_error_or_a_foreign_feature_is_named_by_its_index_and_key() {
+        let errs = errors_of(&format!(
+            "{MINIMAL}\n[policy]\nrules = [{{ tag = \"ok\", when = \"orders >= 3\" }}, {{ tag = \"bad\", when = \"orders >=\" }}, {{ tag = \"x\", when = \"size(x) > 1\" }}, {{ tag = \"vip\", when = \"orders > 1\" }}]\ndispute_when = \"\"\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("policy.rules[1].when: syntax error")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("policy.rules[2].when:")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("policy.rules[3].tag:")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("policy.dispute_when:")),
+            "{errs:?}"
+        );
+        assert!(!errs.iter().any(|e| e.contains("rules[0]")), "{errs:?}");
     }
 }

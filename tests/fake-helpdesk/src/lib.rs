@@ -15,9 +15,13 @@
 //!   an empty body; `GET /api/customers/{id}`; auth `Basic base64("{email}:{key}")`; leaky bucket
 //!   with `X-Gorgias-Account-Api-Call-Limit: used/capacity`.
 //!
+//! * Removing tags (`DELETE …/tags` with the same body) is carried out and answers Zendesk 200
+//!   with the tags left, Gorgias 204; Zendesk Update Ticket and Gorgias internal notes are in
+//!   `ticket_writes.rs`.
+//!
 //! Both helpdesks share one base URL: Zendesk routes live under `/api/v2/`, Gorgias routes under
-//! `/api/`. The verbs that replace or remove tags (Zendesk `POST`/`DELETE`, Gorgias
-//! `PUT`/`DELETE`) are carried out, as the real services would, and recorded as violations.
+//! `/api/`. The verbs that replace tags (Zendesk `POST`, Gorgias `PUT`) are carried out, as the
+//! real services would, and recorded as violations.
 //!
 //! Every answer goes through the same steps, in this order of precedence: route (404/405),
 //! authentication (401), rate limit (429), injected failures ([`FakeHelpdesk::fail_for`],
@@ -38,6 +42,9 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
 use ltv_tagger::config::RawSettings;
 use serde_json::{json, Value};
+
+mod ticket_writes;
+pub use ticket_writes::Note;
 
 /// Largest request body the fake reads; larger bodies answer 413 and count as a violation.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -400,6 +407,9 @@ impl State {
 #[derive(Default)]
 struct Ticket {
     tags: BTreeSet<String>,
+    fields: std::collections::BTreeMap<u64, Value>,
+    notes: Vec<Note>,
+    updates: usize,
     closed: bool,
     deleted: bool,
     writes: usize,
@@ -795,6 +805,9 @@ fn answer(
             .push(format!("{helpdesk:?} {method} {path}: {why}"));
     };
 
+    if let Some(answer) = ticket_writes::answer(shared, state, req, helpdesk, body) {
+        return answer;
+    }
     // 1. Route. Breaches of the request's shape are recorded whatever the answer turns out to be.
     let (op, id) = match route(helpdesk, method, path) {
         Ok(found) => found,
@@ -812,7 +825,6 @@ fn answer(
             state,
             "PUT replaces every tag of the ticket (add with POST)",
         ),
-        (Op::RemoveTags, _) => violate(state, "DELETE removes tags from the ticket"),
         _ => {}
     }
     let tags = match op {
@@ -919,6 +931,7 @@ fn answer(
             for tag in &tags {
                 ticket.tags.remove(tag);
             }
+            ticket.writes += 1;
         }
     }
     match (helpdesk, op) {

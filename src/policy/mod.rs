@@ -1,6 +1,14 @@
 //! The decision: which tags a customer's numbers earn. A pure function of plain data.
+//! `rules.rs` holds the conditions of `policy.rules` and `policy.dispute_when`; `startup.rs`
+//! checks the columns they read against `orders.query`.
+
+mod rules;
+mod startup;
 
 use rust_decimal::Decimal;
+
+pub use rules::{Condition, Rule, Verdict, BUILT_IN_COLUMNS};
+pub use startup::check_columns_at_start;
 
 use crate::domain::{CustomerStats, Tag};
 
@@ -26,6 +34,12 @@ pub struct Policy {
     dispute_tag: Option<Tag>,
     dispute_overrides_vip: bool,
     mode: Mode,
+    /// `policy.dispute_when`; `None` is the default, `disputes > 0`.
+    dispute_when: Option<Condition>,
+    /// `policy.rules`, in config order.
+    rules: Vec<Rule>,
+    /// `policy.remove_stale_tags`.
+    remove_stale_tags: bool,
 }
 
 impl Policy {
@@ -40,7 +54,56 @@ impl Policy {
             dispute_tag,
             dispute_overrides_vip,
             mode: Mode::Live,
+            dispute_when: None,
+            rules: Vec::new(),
+            remove_stale_tags: true,
         }
+    }
+
+    /// Tags customers by `policy.rules` too.
+    pub fn with_rules(mut self, rules: Vec<Rule>) -> Policy {
+        self.rules = rules;
+        self
+    }
+
+    /// A disputer is whoever `when` holds for (instead of `disputes > 0`).
+    pub fn with_dispute_condition(mut self, when: Condition) -> Policy {
+        self.dispute_when = Some(when);
+        self
+    }
+
+    /// Whether the worker removes the policy's own tags that a decision no longer gives.
+    pub fn with_remove_stale_tags(mut self, remove: bool) -> Policy {
+        self.remove_stale_tags = remove;
+        self
+    }
+
+    pub fn remove_stale_tags(&self) -> bool {
+        self.remove_stale_tags
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The extra columns of `orders.query` the conditions read, each with the config key that
+    /// reads it (for the start-up check against the query's columns).
+    pub fn columns_read(&self) -> Vec<(String, String)> {
+        let mut read: Vec<(String, String)> = Vec::new();
+        let mut add = |key: String, c: &Condition| {
+            for col in c.columns() {
+                if !BUILT_IN_COLUMNS.contains(&col.as_str()) {
+                    read.push((key.clone(), col));
+                }
+            }
+        };
+        if let Some(c) = &self.dispute_when {
+            add("policy.dispute_when".into(), c);
+        }
+        for (i, r) in self.rules.iter().enumerate() {
+            add(format!("policy.rules[{i}].when"), &r.when);
+        }
+        read
     }
 
     pub fn with_mode(mut self, mode: Mode) -> Policy {
@@ -60,11 +123,27 @@ impl Policy {
         self.dispute_tag.as_ref()
     }
 
+    /// One error per condition that reads a column `orders.query` does not return.
+    pub fn unknown_columns(&self, query_columns: &[String]) -> Vec<String> {
+        self.columns_read()
+            .into_iter()
+            .filter(|(_, col)| !query_columns.iter().any(|q| q.eq_ignore_ascii_case(col)))
+            .map(|(key, col)| {
+                format!(
+                    "{key}: unknown column `{col}` (orders.query returns: {})",
+                    query_columns.join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// Every tag this policy can ever write (for the trigger's nullifying condition).
     pub fn all_tags(&self) -> Vec<Tag> {
         let mut tags: Vec<Tag> = self.tiers.iter().map(|t| t.tag.clone()).collect();
         tags.extend(self.dispute_tag.clone());
+        tags.extend(self.rules.iter().map(|r| r.tag.clone()));
         tags.sort();
+        tags.dedup();
         tags
     }
 
@@ -90,12 +169,16 @@ impl Policy {
             (None, None) => reasons.push("no VIP tiers configured".into()),
         }
         if e.disputer {
+            let why = e.dispute_reason(facts);
             match &self.dispute_tag {
-                Some(tag) => reasons.push(format!("disputes {} > 0 → {tag}", facts.disputes)),
+                Some(tag) => reasons.push(format!("{why} → {tag}")),
                 None => reasons.push(format!(
-                    "disputes {} > 0, but policy.dispute_tag is empty: no dispute tag",
-                    facts.disputes
+                    "{why}, but policy.dispute_tag is empty: no dispute tag"
                 )),
+            }
+        } else if let (Some(v), Some(tag)) = (&e.dispute_verdict, &self.dispute_tag) {
+            if v.error.is_some() {
+                reasons.push(format!("{tag}: {}", v.describe()));
             }
         }
         if let (true, Some(t)) = (e.overridden, e.tier) {
@@ -104,6 +187,13 @@ impl Policy {
                 t.tag
             ));
         }
+        for (rule, verdict) in self.rules.iter().zip(&e.rules) {
+            reasons.push(match (verdict.matched, verdict.error.is_some()) {
+                (true, _) => format!("{}: {}", rule.tag, verdict.describe()),
+                (false, false) => format!("{}: not tagged: {}", rule.tag, verdict.describe()),
+                (false, true) => format!("{}: {}", rule.tag, verdict.describe()),
+            });
+        }
         Decision {
             tags: e.tags(),
             reasons,
@@ -111,12 +201,19 @@ impl Policy {
     }
 
     fn evaluate<'a>(&'a self, facts: &CustomerStats) -> Evaluation<'a> {
-        let disputer = facts.disputes > 0;
+        let dispute_verdict = self.dispute_when.as_ref().map(|c| c.eval(facts));
+        let disputer = match &dispute_verdict {
+            Some(v) => v.matched,
+            None => facts.disputes > 0,
+        };
         Evaluation {
             tier: self.tiers.iter().find(|t| facts.ltv >= t.min_ltv),
             disputer,
             overridden: disputer && self.dispute_overrides_vip,
             dispute_tag: self.dispute_tag.as_ref(),
+            dispute_verdict,
+            rules: self.rules.iter().map(|r| r.when.eval(facts)).collect(),
+            rule_tags: self.rules.iter().map(|r| &r.tag).collect(),
         }
     }
 }
@@ -136,9 +233,21 @@ struct Evaluation<'a> {
     /// A disputer whose VIP tier is removed by `dispute_overrides_vip`.
     overridden: bool,
     dispute_tag: Option<&'a Tag>,
+    /// `policy.dispute_when`'s verdict, when one is configured.
+    dispute_verdict: Option<Verdict>,
+    /// One verdict per rule, in config order, beside its tag.
+    rules: Vec<Verdict>,
+    rule_tags: Vec<&'a Tag>,
 }
 
 impl Evaluation<'_> {
+    fn dispute_reason(&self, facts: &CustomerStats) -> String {
+        match &self.dispute_verdict {
+            Some(v) => v.describe(),
+            None => format!("disputes {} > 0", facts.disputes),
+        }
+    }
+
     fn tags(&self) -> Vec<Tag> {
         let mut tags = Vec::new();
         if let (false, Some(t)) = (self.overridden, self.tier) {
@@ -146,6 +255,11 @@ impl Evaluation<'_> {
         }
         if let (true, Some(t)) = (self.disputer, self.dispute_tag) {
             tags.push(t.clone());
+        }
+        for (tag, verdict) in self.rule_tags.iter().zip(&self.rules) {
+            if verdict.matched && !tags.contains(tag) {
+                tags.push((*tag).clone());
+            }
         }
         tags
     }
@@ -182,6 +296,7 @@ mod tests {
             ltv: ltv.parse().expect("decimal"),
             orders: 1,
             disputes,
+            extra: Default::default(),
         }
     }
 
@@ -246,7 +361,7 @@ mod tests {
         #[test]
         fn at_most_one_vip_tag_and_it_is_the_best_reachable(cents in -1_000_000i64..10_000_000, disputes in 0i64..3, overrides: bool) {
             let p = policy(overrides);
-            let f = CustomerStats { ltv: Decimal::new(cents, 2), orders: 1, disputes };
+            let f = CustomerStats { ltv: Decimal::new(cents, 2), orders: 1, disputes, extra: Default::default() };
             let tags = p.decide(&f);
             let vip: Vec<_> = tags.iter().filter(|t| t.as_str().starts_with("vip")).collect();
             prop_assert!(vip.len() <= 1);
@@ -277,5 +392,64 @@ mod tests {
         let d = policy(true).explain(&facts("20", 0));
         assert!(d.tags.is_empty());
         assert_eq!(d.reasons, ["20 < 500 (the lowest tier, vip): no VIP tag"]);
+    }
+
+    #[test]
+    fn explain_lists_each_rule_with_the_comparisons_that_decided_it_as_the_readme_shows() {
+        use crate::domain::ColumnValue;
+        let rule = |t: &str, when: &str| Rule {
+            tag: tag(t),
+            when: Condition::parse(when).expect("condition"),
+        };
+        let p = policy(true).with_rules(vec![
+            rule("serial-returner", "orders >= 3 && refunded / gross >= 0.5"),
+            rule("first-order", "orders == 1"),
+        ]);
+        let number = |s: &str| ColumnValue::Number(s.parse().expect("decimal"));
+        let f = CustomerStats {
+            ltv: "2850.00".parse().expect("decimal"),
+            orders: 4,
+            disputes: 0,
+            extra: [
+                ("gross".to_string(), number("7500.00")),
+                ("refunded".to_string(), number("4650.00")),
+            ]
+            .into(),
+        };
+        let d = p.explain(&f);
+        assert_eq!(names(d.tags), ["vip-gold", "serial-returner"]);
+        assert_eq!(
+            d.reasons,
+            [
+                "2850.00 ≥ 2500 → vip-gold",
+                "serial-returner: orders 4 ≥ 3 and 0.62 ≥ 0.5",
+                "first-order: not tagged: orders 4 ≠ 1"
+            ]
+        );
+        assert_eq!(
+            names(p.all_tags()),
+            [
+                "dispute",
+                "first-order",
+                "serial-returner",
+                "vip",
+                "vip-gold"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_won_dispute_is_not_a_dispute_when_the_condition_says_so() {
+        use crate::domain::ColumnValue;
+        let p = policy(true).with_dispute_condition(
+            Condition::parse("disputes - disputes_won > 0").expect("condition"),
+        );
+        let mut f = facts("9000", 1);
+        f.extra
+            .insert("disputes_won".into(), ColumnValue::Number(1.into()));
+        assert_eq!(names(p.decide(&f)), ["vip-gold"]);
+        f.extra
+            .insert("disputes_won".into(), ColumnValue::Number(0.into()));
+        assert_eq!(names(p.decide(&f)), ["dispute"]);
     }
 }
