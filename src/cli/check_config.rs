@@ -26,18 +26,25 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
     let mut shown = raw.clone();
     shown.state.url = settings.state.url.clone();
     shown.orders.url = settings.orders.url.clone();
+    // A preset's queries are shown as they are in effect.
+    shown.orders.query = settings.orders.query.clone();
+    shown.orders.customers_query = settings.orders.customers_query.clone();
     println!("{}", shown.to_redacted_toml());
     if query {
         let checked = async {
             let db = OrderDb::connect_lazy(&settings.orders_options())?;
             db.check_query().await?;
-            anyhow::Ok(())
+            anyhow::Ok(db)
         };
-        if let Err(e) = checked.await {
-            eprintln!("orders.query: {e:#}");
-            return ExitCode::from(1);
-        }
+        let db = match checked.await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("orders.query: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
         eprintln!("orders.query ran against the order DB and returned usable columns");
+        super::index_check::report(&db, &settings.index_advice()).await;
     }
     let tags: Vec<String> = settings
         .policy

@@ -7,6 +7,7 @@
 mod check_config;
 mod explain;
 mod healthcheck;
+mod index_check;
 mod jobs;
 
 use std::path::PathBuf;
@@ -81,6 +82,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig { query } => check_config::check_config(file, query).await,
         Command::Serve => {
             with_settings(file, |s| async move {
+                // The index check, in the background: a warning per table read whole.
+                let check = crate::orders::OrderDb::connect_lazy(&s.orders_options())?;
+                index_check::warn_at_start(check, s.index_advice());
                 let app = Application::build(s).await?;
                 app.run_until_stopped().await
             })

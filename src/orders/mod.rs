@@ -30,6 +30,8 @@ mod connect;
 mod decode;
 mod error;
 mod placeholders;
+mod plan;
+pub mod presets;
 #[cfg(test)]
 mod testing;
 
@@ -49,6 +51,7 @@ pub use crate::domain::CustomerStats;
 pub use connect::Backend;
 pub use error::{OrdersConfigError, OrdersError};
 pub use placeholders::bind_email_placeholders;
+pub use plan::ScanWarning;
 
 /// The address `check_query` looks up: the `.invalid` TLD never belongs to a customer.
 const CHECK_EMAIL: &str = "nobody@example.invalid";
@@ -68,6 +71,8 @@ pub struct OrderDbOptions {
 pub struct OrderDb {
     pool: Pool,
     sql: Arc<str>,
+    /// `orders.query` as written (with `:email`), for the index check.
+    source: Arc<str>,
     binds: usize,
     query_timeout: Duration,
     cache: Option<Cache<String, Option<CustomerStats>>>,
@@ -103,6 +108,7 @@ impl OrderDb {
         Ok(Self {
             pool,
             sql: sql.into(),
+            source: opts.query.as_str().into(),
             binds,
             query_timeout: opts.query_timeout,
             cache,

@@ -2,6 +2,7 @@
 
 mod helpdesk;
 mod policy;
+pub(crate) mod preset;
 
 use std::time::Duration;
 
@@ -23,7 +24,9 @@ impl RawSettings {
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let mut errs = Vec::new();
         // `*.url_file` replaces `*.url`: resolve them first, then check the result.
-        let this = &resolve_url_files(self, &mut errs);
+        let mut this = resolve_url_files(self, &mut errs);
+        preset::apply_preset(&mut this.orders, &mut errs);
+        let this = &this;
         server(&this.server, &mut errs);
         state(&this.state, &mut errs);
         worker(&this.worker, &mut errs);

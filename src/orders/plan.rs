@@ -1,0 +1,370 @@
+//! The index check: `EXPLAIN` the lookup on each driver, name every table it reads whole, say which `create index` fixes it.
+//!
+//! - PostgreSQL: `explain` in a read-only transaction with `set local enable_seqscan = off`, so a
+//!   `Seq Scan` that remains means no index can serve the query (on a tiny table the planner would
+//!   otherwise pick a sequential scan even with the index).
+//! - MySQL/MariaDB: `explain`; an access `type` of `ALL` (or `index`, a whole-index read) is a scan.
+//! - SQLite: `explain query plan`; a `SCAN` step is a scan (`SEARCH … USING INDEX` is not).
+//!
+//! The query is explained with the check address written in as a literal (MySQL's text protocol
+//! takes no parameters). Aliases in the plan are mapped back to the tables the query names.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use sqlx::{Executor, Row};
+
+use super::connect::{acquire, Pool};
+use super::placeholders::email_offsets;
+use super::presets::IndexAdvice;
+use super::{Backend, OrderDb, OrdersError, CHECK_EMAIL};
+
+/// A table the lookup reads whole, and the statement that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanWarning {
+    pub table: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ScanWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "orders.query reads the whole table {} on every lookup (no index serves it); fix: {}",
+            self.table, self.fix
+        )
+    }
+}
+
+impl OrderDb {
+    /// The tables `orders.query` scans whole, each with its fix (`advice` first: a preset's
+    /// exact statements). Empty: every table is reached through an index.
+    pub async fn whole_table_scans(
+        &self,
+        advice: &[IndexAdvice],
+    ) -> Result<Vec<ScanWarning>, OrdersError> {
+        let backend = self.pool.backend();
+        let sql = inline_email(&self.source, backend);
+        let scanned = self.timed(scanned_names(&self.pool, &sql)).await?;
+        let names = SqlNames::of(&self.source, backend);
+        let mut warnings: Vec<ScanWarning> = Vec::new();
+        for name in scanned {
+            let table = names.table_of(&name);
+            if warnings.iter().any(|w| w.table == table) {
+                continue;
+            }
+            let fix = advice
+                .iter()
+                .find(|a| same_table(&a.table, &table))
+                .map(|a| a.statement.clone())
+                .unwrap_or_else(|| names.suggest(&table, backend));
+            warnings.push(ScanWarning { table, fix });
+        }
+        Ok(warnings)
+    }
+}
+
+/// The names (tables or aliases) the plan reads whole.
+async fn scanned_names(pool: &Pool, sql: &str) -> Result<Vec<String>, OrdersError> {
+    match pool {
+        Pool::Postgres(p) => {
+            let backend = Backend::Postgres;
+            let mut conn = acquire(p, backend).await?;
+            let err = |e| OrdersError::from_statement(backend, e);
+            conn.execute("begin read only").await.map_err(err)?;
+            let planned = async {
+                conn.execute("set local enable_seqscan = off").await?;
+                sqlx::query(&format!("explain {sql}"))
+                    .fetch_all(&mut *conn)
+                    .await
+            }
+            .await;
+            conn.execute("rollback").await.map_err(err)?;
+            let mut names = Vec::new();
+            for row in planned.map_err(err)? {
+                let line: String = row.try_get(0).map_err(err)?;
+                names.extend(pg_seq_scan(&line));
+            }
+            Ok(names)
+        }
+        Pool::MySql(p) => {
+            let backend = Backend::MySql;
+            let mut conn = acquire(p, backend).await?;
+            let err = |e| OrdersError::from_statement(backend, e);
+            let rows = conn
+                .fetch_all(format!("explain {sql}").as_str())
+                .await
+                .map_err(err)?;
+            let mut names = Vec::new();
+            for row in rows {
+                let access: Option<String> = row.try_get("type").map_err(err)?;
+                let table: Option<String> = row.try_get("table").map_err(err)?;
+                if let (Some(access), Some(table)) = (access, table) {
+                    let whole = access.eq_ignore_ascii_case("ALL")
+                        || access.eq_ignore_ascii_case("index");
+                    if whole && !table.starts_with('<') {
+                        names.push(table);
+                    }
+                }
+            }
+            Ok(names)
+        }
+        Pool::Sqlite(p) => {
+            let backend = Backend::Sqlite;
+            let mut conn = acquire(p, backend).await?;
+            let err = |e| OrdersError::from_statement(backend, e);
+            let rows = sqlx::query(&format!("explain query plan {sql}"))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(err)?;
+            let mut names = Vec::new();
+            for row in rows {
+                let detail: String = row.try_get("detail").map_err(err)?;
+                names.extend(sqlite_scan(&detail));
+            }
+            Ok(names)
+        }
+    }
+}
+
+/// `->  Seq Scan on orders o  (cost=…)` → `o` (the alias if there is one, else the table).
+fn pg_seq_scan(line: &str) -> Option<String> {
+    let at = line.find("Seq Scan on ")?;
+    let rest = &line[at + "Seq Scan on ".len()..];
+    let rest = rest.split("  (").next().unwrap_or(rest);
+    let mut words = rest.split_whitespace();
+    let table = words.next()?;
+    Some(words.next().unwrap_or(table).to_owned())
+}
+
+/// `SCAN orders`, `SCAN o`, `SCAN TABLE orders AS o`, `SCAN o USING COVERING INDEX i` → the name.
+fn sqlite_scan(detail: &str) -> Option<String> {
+    let rest = detail.strip_prefix("SCAN ")?;
+    let rest = rest.strip_prefix("TABLE ").unwrap_or(rest);
+    let mut words = rest.split_whitespace();
+    let first = words.next()?;
+    if first == "CONSTANT" || first == "SUBQUERY" || first.starts_with('(') {
+        return None;
+    }
+    Some(match (words.next(), words.next()) {
+        (Some("AS"), Some(alias)) => alias.to_owned(),
+        _ => first.to_owned(),
+    })
+}
+
+/// `orders.query` with every `:email` replaced by the check address as a string literal.
+fn inline_email(query: &str, backend: Backend) -> String {
+    let literal = format!("'{CHECK_EMAIL}'");
+    let mut out = String::with_capacity(query.len() + 32);
+    let mut copied = 0;
+    for at in email_offsets(query.as_bytes(), backend) {
+        out.push_str(&query[copied..at]);
+        out.push_str(&literal);
+        copied = at + ":email".len();
+    }
+    out.push_str(&query[copied..]);
+    out
+}
+
+/// Two spellings of one table: `shopify."order"` and `order`, `wp_posts` and `WP_POSTS`.
+fn same_table(a: &str, b: &str) -> bool {
+    let last = |s: &str| {
+        s.rsplit('.')
+            .next()
+            .unwrap_or(s)
+            .trim_matches(|c| c == '"' || c == '`')
+            .to_ascii_lowercase()
+    };
+    last(a) == last(b)
+}
+
+/// What the query text says about its tables: alias → table, table → the expression compared
+/// with `:email` (qualifier stripped).
+struct SqlNames {
+    tables: HashMap<String, String>,
+    email_expr: HashMap<String, String>,
+    unqualified_email: Option<String>,
+}
+
+const NOT_ALIASES: &[&str] = &[
+    "where", "join", "left", "right", "inner", "outer", "on", "group", "order", "limit", "cross",
+    "natural", "full", "using", "union", "having", "and", "or", "select", "straight_join",
+];
+
+impl SqlNames {
+    fn of(query: &str, backend: Backend) -> SqlNames {
+        let spaced: String = query
+            .chars()
+            .map(|c| if matches!(c, '(' | ')' | ',') { ' ' } else { c })
+            .collect();
+        let words: Vec<&str> = spaced.split_whitespace().collect();
+        let mut tables = HashMap::new();
+        for (i, w) in words.iter().enumerate() {
+            if !(w.eq_ignore_ascii_case("from") || w.eq_ignore_ascii_case("join")) {
+                continue;
+            }
+            let Some(table) = words.get(i + 1) else { continue };
+            if table.eq_ignore_ascii_case("select") {
+                continue;
+            }
+            tables.insert(table.to_ascii_lowercase(), table.to_string());
+            let mut alias = words.get(i + 2).copied();
+            if alias.is_some_and(|a| a.eq_ignore_ascii_case("as")) {
+                alias = words.get(i + 3).copied();
+            }
+            if let Some(a) = alias.filter(|a| {
+                !NOT_ALIASES.iter().any(|k| a.eq_ignore_ascii_case(k)) && !a.contains('=')
+            }) {
+                tables.insert(a.to_ascii_lowercase(), table.to_string());
+            }
+        }
+        let mut names = SqlNames {
+            tables,
+            email_expr: HashMap::new(),
+            unqualified_email: None,
+        };
+        for at in email_offsets(query.as_bytes(), backend) {
+            let Some(expr) = compared_expression(&query[..at]) else { continue };
+            match qualifier_of(&expr) {
+                Some(q) => {
+                    let table = names.table_of(q);
+                    let bare = expr.replace(&format!("{q}."), "");
+                    names.email_expr.entry(table).or_insert(bare);
+                }
+                None => {
+                    names.unqualified_email.get_or_insert(expr);
+                }
+            }
+        }
+        names
+    }
+
+    /// The table an alias (or a table name) in the plan stands for.
+    fn table_of(&self, name: &str) -> String {
+        self.tables
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_else(|| name.to_owned())
+    }
+
+    /// A `create index` for `table` on the expression the query compares with `:email`.
+    fn suggest(&self, table: &str, backend: Backend) -> String {
+        let expr = self
+            .email_expr
+            .get(table)
+            .or(self.unqualified_email.as_ref());
+        let name = format!(
+            "ltv_tagger_{}_email",
+            table
+                .rsplit('.')
+                .next()
+                .unwrap_or(table)
+                .trim_matches(|c| c == '"' || c == '`')
+        );
+        let Some(expr) = expr else {
+            return format!(
+                "create an index on the column(s) of {table} the query filters or joins it by"
+            );
+        };
+        let is_call = expr.contains('(');
+        match backend {
+            Backend::Postgres if is_call => format!("create index {name} on {table} (({expr}))"),
+            Backend::MySql if is_call => {
+                let column = expr
+                    .split_once('(')
+                    .map(|(_, rest)| rest.trim_end_matches(')').trim())
+                    .unwrap_or(expr);
+                format!(
+                    "create index {name} on {table} ({column}), and compare `{column} = :email` \
+                     without {expr}: MySQL/MariaDB collations ending in _ci already ignore case, \
+                     and an index on the column cannot serve a function of it"
+                )
+            }
+            _ => format!("create index {name} on {table} ({expr})"),
+        }
+    }
+}
+
+/// In `… lower(c.email) = ` (the text before a `:email`), the expression left of the `=`.
+fn compared_expression(before: &str) -> Option<String> {
+    let before = before.trim_end().strip_suffix('=')?.trim_end();
+    let bytes = before.as_bytes();
+    let mut start = bytes.len();
+    if bytes.last() == Some(&b')') {
+        let mut depth = 0usize;
+        while start > 0 {
+            start -= 1;
+            match bytes[start] {
+                b')' => depth += 1,
+                b'(' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let ident = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'"' | b'`' | b'$');
+    while start > 0 && ident(bytes[start - 1]) {
+        start -= 1;
+    }
+    let expr = before[start..].trim();
+    (!expr.is_empty()).then(|| expr.to_owned())
+}
+
+/// `lower(c.email)` → `c`; `email` → None.
+fn qualifier_of(expr: &str) -> Option<&str> {
+    let inner = expr
+        .rsplit_once('(')
+        .map_or(expr, |(_, rest)| rest)
+        .trim_end_matches(')');
+    inner.split_once('.').map(|(q, _)| q.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_lines_name_the_scanned_table_or_alias() {
+        assert_eq!(
+            pg_seq_scan("  ->  Seq Scan on orders  (cost=10000000000.00..1 rows=1 width=32)"),
+            Some("orders".into())
+        );
+        assert_eq!(
+            pg_seq_scan("Seq Scan on chargebacks c  (cost=0.00..1.01 rows=1 width=0)"),
+            Some("c".into())
+        );
+        assert_eq!(pg_seq_scan("Index Scan using i on orders"), None);
+        assert_eq!(sqlite_scan("SCAN orders"), Some("orders".into()));
+        assert_eq!(sqlite_scan("SCAN TABLE orders AS o"), Some("o".into()));
+        assert_eq!(sqlite_scan("SEARCH orders USING INDEX i (<expr>=?)"), None);
+        assert_eq!(sqlite_scan("SCAN CONSTANT ROW"), None);
+    }
+
+    #[test]
+    fn suggestions_index_the_expression_compared_with_email() {
+        let q = "select sum(total) as ltv, (select count(*) from chargebacks c \
+                 where lower(c.email) = :email) as disputes from orders \
+                 where lower(email) = :email and status = 'paid'";
+        let names = SqlNames::of(q, Backend::Postgres);
+        assert_eq!(names.table_of("c"), "chargebacks");
+        assert_eq!(
+            names.suggest("chargebacks", Backend::Postgres),
+            "create index ltv_tagger_chargebacks_email on chargebacks ((lower(email)))"
+        );
+        assert_eq!(
+            names.suggest("orders", Backend::Sqlite),
+            "create index ltv_tagger_orders_email on orders (lower(email))"
+        );
+        assert!(names
+            .suggest("orders", Backend::MySql)
+            .starts_with("create index ltv_tagger_orders_email on orders (email), and compare `email = :email`"));
+        assert_eq!(
+            inline_email("where e = :email and ':email' = x", Backend::Sqlite),
+            "where e = 'nobody@example.invalid' and ':email' = x"
+        );
+    }
+}
