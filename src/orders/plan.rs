@@ -45,8 +45,8 @@ impl OrderDb {
     ) -> Result<Vec<ScanWarning>, OrdersError> {
         let backend = self.pool.backend();
         let sql = inline_email(&self.source, backend);
-        let scanned = self.timed(scanned_names(&self.pool, &sql)).await?;
         let names = SqlNames::of(&self.source, backend);
+        let scanned = self.timed(scanned_names(&self.pool, &sql, &names)).await?;
         let mut warnings: Vec<ScanWarning> = Vec::new();
         for name in scanned {
             let table = names.table_of(&name);
@@ -65,7 +65,11 @@ impl OrderDb {
 }
 
 /// The names (tables or aliases) the plan reads whole.
-async fn scanned_names(pool: &Pool, sql: &str) -> Result<Vec<String>, OrdersError> {
+async fn scanned_names(
+    pool: &Pool,
+    sql: &str,
+    names: &SqlNames,
+) -> Result<Vec<String>, OrdersError> {
     match pool {
         Pool::Postgres(p) => {
             let backend = Backend::Postgres;
@@ -95,19 +99,37 @@ async fn scanned_names(pool: &Pool, sql: &str) -> Result<Vec<String>, OrdersErro
                 .fetch_all(format!("explain {sql}").as_str())
                 .await
                 .map_err(err)?;
-            let mut names = Vec::new();
+            let mut scanned = Vec::new();
             for row in rows {
                 let access: Option<String> = row.try_get("type").map_err(err)?;
                 let table: Option<String> = row.try_get("table").map_err(err)?;
-                if let (Some(access), Some(table)) = (access, table) {
-                    let whole = access.eq_ignore_ascii_case("ALL")
-                        || access.eq_ignore_ascii_case("index");
-                    if whole && !table.starts_with('<') {
-                        names.push(table);
+                let possible: Option<String> = row.try_get("possible_keys").map_err(err)?;
+                let Some(alias) = table.filter(|t| !t.starts_with('<')) else {
+                    continue;
+                };
+                let real = names.table_of(&alias);
+                // A table the query looks the email up in needs an index on that column, whatever
+                // the optimizer picked on this (maybe tiny) table; any other table needs some
+                // usable index rather than a whole read.
+                let missing = match names.email_column(&real) {
+                    // MariaDB has no index on `lower(column)`; MySQL's functional indexes are
+                    // not worth the trouble when the collation ignores case already.
+                    Some((_, true)) => true,
+                    Some((column, false)) => !mysql_has_index(&mut conn, &real, &column)
+                        .await
+                        .map_err(err)?,
+                    None => {
+                        let whole = access.as_deref().is_some_and(|a| {
+                            a.eq_ignore_ascii_case("ALL") || a.eq_ignore_ascii_case("index")
+                        });
+                        whole && possible.as_deref().map_or(true, str::is_empty)
                     }
+                };
+                if missing {
+                    scanned.push(alias);
                 }
             }
-            Ok(names)
+            Ok(scanned)
         }
         Pool::Sqlite(p) => {
             let backend = Backend::Sqlite;
@@ -125,6 +147,29 @@ async fn scanned_names(pool: &Pool, sql: &str) -> Result<Vec<String>, OrdersErro
             Ok(names)
         }
     }
+}
+
+/// Whether an index of `table` (`schema.table` allowed) holds `column`.
+async fn mysql_has_index(
+    conn: &mut sqlx::MySqlConnection,
+    table: &str,
+    column: &str,
+) -> Result<bool, sqlx::Error> {
+    let bare = |s: &str| s.trim_matches('`').to_owned();
+    let (schema, name) = match table.rsplit_once('.') {
+        Some((schema, name)) => (Some(bare(schema)), bare(name)),
+        None => (None, bare(table)),
+    };
+    let count: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.statistics \
+         where table_schema = coalesce(?, database()) and table_name = ? and column_name = ?",
+    )
+    .bind(schema)
+    .bind(name)
+    .bind(column)
+    .fetch_one(conn)
+    .await?;
+    Ok(count > 0)
 }
 
 /// `->  Seq Scan on orders o  (cost=…)` → `o` (the alias if there is one, else the table).
@@ -187,8 +232,26 @@ struct SqlNames {
 }
 
 const NOT_ALIASES: &[&str] = &[
-    "where", "join", "left", "right", "inner", "outer", "on", "group", "order", "limit", "cross",
-    "natural", "full", "using", "union", "having", "and", "or", "select", "straight_join",
+    "where",
+    "join",
+    "left",
+    "right",
+    "inner",
+    "outer",
+    "on",
+    "group",
+    "order",
+    "limit",
+    "cross",
+    "natural",
+    "full",
+    "using",
+    "union",
+    "having",
+    "and",
+    "or",
+    "select",
+    "straight_join",
 ];
 
 impl SqlNames {
@@ -203,7 +266,9 @@ impl SqlNames {
             if !(w.eq_ignore_ascii_case("from") || w.eq_ignore_ascii_case("join")) {
                 continue;
             }
-            let Some(table) = words.get(i + 1) else { continue };
+            let Some(table) = words.get(i + 1) else {
+                continue;
+            };
             if table.eq_ignore_ascii_case("select") {
                 continue;
             }
@@ -224,7 +289,9 @@ impl SqlNames {
             unqualified_email: None,
         };
         for at in email_offsets(query.as_bytes(), backend) {
-            let Some(expr) = compared_expression(&query[..at]) else { continue };
+            let Some(expr) = compared_expression(&query[..at]) else {
+                continue;
+            };
             match qualifier_of(&expr) {
                 Some(q) => {
                     let table = names.table_of(q);
@@ -245,6 +312,30 @@ impl SqlNames {
             .get(&name.to_ascii_lowercase())
             .cloned()
             .unwrap_or_else(|| name.to_owned())
+    }
+
+    /// The column of `table` the query compares with `:email`, and whether a function wraps it
+    /// (`lower(email)`). An unqualified comparison counts only when the query reads one table.
+    fn email_column(&self, table: &str) -> Option<(String, bool)> {
+        let mut distinct: Vec<&String> = self.tables.values().collect();
+        distinct.sort();
+        distinct.dedup();
+        let expr = self.email_expr.get(table).or_else(|| {
+            (distinct.len() == 1)
+                .then_some(self.unqualified_email.as_ref())
+                .flatten()
+        })?;
+        let (inner, wrapped) = match (expr.find('('), expr.rfind(')')) {
+            (Some(open), Some(close)) if open < close => (&expr[open + 1..close], true),
+            _ => (expr.as_str(), false),
+        };
+        let column = inner.rsplit('.').next().unwrap_or(inner);
+        let column = column.trim().trim_matches(|c| c == '`' || c == '"');
+        let plain = !column.is_empty()
+            && column
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
+        plain.then(|| (column.to_owned(), wrapped))
     }
 
     /// A `create index` for `table` on the expression the query compares with `:email`.
@@ -359,9 +450,9 @@ mod tests {
             names.suggest("orders", Backend::Sqlite),
             "create index ltv_tagger_orders_email on orders (lower(email))"
         );
-        assert!(names
-            .suggest("orders", Backend::MySql)
-            .starts_with("create index ltv_tagger_orders_email on orders (email), and compare `email = :email`"));
+        assert!(names.suggest("orders", Backend::MySql).starts_with(
+            "create index ltv_tagger_orders_email on orders (email), and compare `email = :email`"
+        ));
         assert_eq!(
             inline_email("where e = :email and ':email' = x", Backend::Sqlite),
             "where e = 'nobody@example.invalid' and ':email' = x"

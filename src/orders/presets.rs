@@ -107,9 +107,7 @@ impl Preset {
             Preset::Magento2 => magento2(&t("sales_order")),
             Preset::PrestaShop => prestashop(&t("customer"), &t("orders"), &t("order_slip")),
             // Fivetran names its tables `order` and `transaction`: reserved words, so quoted.
-            Preset::ShopifyFivetran => {
-                shopify(&t("\"order\""), &t("\"transaction\""), None)
-            }
+            Preset::ShopifyFivetran => shopify(&t("\"order\""), &t("\"transaction\""), None),
             Preset::ShopifyAirbyte => {
                 shopify(&t("orders"), &t("transactions"), Some(&t("disputes")))
             }
@@ -227,8 +225,8 @@ fn magento2(orders: &str) -> PresetSql {
 
 fn prestashop(customers: &str, orders: &str, slips: &str) -> PresetSql {
     let net = format!(
-        "o.total_paid_tax_incl - coalesce((select sum(s.total_products_tax_incl + \
-         s.total_shipping_tax_incl) from {slips} s where s.id_order = o.id_order), 0)"
+        "o.total_paid_tax_incl - coalesce((select sum(coalesce(s.total_products_tax_incl, 0) + \
+         coalesce(s.total_shipping_tax_incl, 0)) from {slips} s where s.id_order = o.id_order), 0)"
     );
     let from = format!("from {customers} c\njoin {orders} o on o.id_customer = c.id_customer");
     PresetSql {
@@ -275,10 +273,12 @@ fn shopify(orders: &str, transactions: &str, disputes: Option<&str>) -> PresetSq
              from {orders} o\nwhere lower(o.email) = :email and {paid}",
             chargebacks(":email")
         ),
+        // Per order first: the dispute count is a subquery on the email, which a grouped
+        // select cannot correlate with.
         customers_query: format!(
-            "select lower(o.email) as email, sum({net}) as ltv, count(o.id) as orders, \
-             {} as disputes\nfrom {orders} o\nwhere o.email <> '' and {paid}\n\
-             group by lower(o.email)",
+            "select email, sum(net) as ltv, count(*) as orders, max(disputes) as disputes\n\
+             from (select lower(o.email) as email, {net} as net, {} as disputes\n\
+             from {orders} o\nwhere o.email <> '' and {paid}) per_order\ngroup by email",
             chargebacks("lower(o.email)")
         ),
         indexes,
@@ -299,7 +299,10 @@ mod tests {
             assert!(!sql.customers_query.contains(":email"), "{name}");
         }
         let error = Preset::parse("shopify").unwrap_err();
-        assert!(error.starts_with("orders.preset: \"shopify\" is not one of"), "{error}");
+        assert!(
+            error.starts_with("orders.preset: \"shopify\" is not one of"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -316,7 +319,11 @@ mod tests {
     #[test]
     fn fivetran_tables_are_quoted_after_the_schema() {
         let sql = Preset::ShopifyFivetran.sql("shopify.");
-        assert!(sql.query.contains("from shopify.\"order\" o"), "{}", sql.query);
+        assert!(
+            sql.query.contains("from shopify.\"order\" o"),
+            "{}",
+            sql.query
+        );
         assert_eq!(
             sql.indexes[0].statement,
             "create index ltv_tagger_order_email on shopify.\"order\" ((lower(email)))"

@@ -4,8 +4,10 @@ mod helpers;
 mod support;
 
 mod faults;
+mod index_check;
 mod ingest;
 mod orders;
+mod presets;
 mod process;
 mod queue;
 mod scale;

@@ -19,7 +19,10 @@ fn default_query() -> Option<String> {
 pub(crate) fn preset_of(o: &OrdersSettings) -> Result<Option<(Preset, String)>, String> {
     if o.preset.trim().is_empty() {
         return match &o.table_prefix {
-            Some(_) => Err("orders.table_prefix: only used with orders.preset; set a preset or remove it".into()),
+            Some(_) => Err(
+                "orders.table_prefix: only used with orders.preset; set a preset or remove it"
+                    .into(),
+            ),
             None => Ok(None),
         };
     }
@@ -92,8 +95,15 @@ mod tests {
     #[test]
     fn a_preset_fills_both_queries_with_the_platforms_tables() {
         let s = settings(&format!("{MAGENTO}table_prefix = \"m2_\"\n"));
-        assert!(s.orders.query.contains("from m2_sales_order"), "{}", s.orders.query);
-        assert!(s.orders.customers_query.contains("group by lower(customer_email)"));
+        assert!(
+            s.orders.query.contains("from m2_sales_order"),
+            "{}",
+            s.orders.query
+        );
+        assert!(s
+            .orders
+            .customers_query
+            .contains("group by lower(customer_email)"));
     }
 
     #[test]
@@ -115,7 +125,10 @@ mod tests {
         ];
         for (toml, expected) in cases {
             let errs = errors_of(&format!("{toml}{HELPDESK}"));
-            assert!(errs.iter().any(|e| e.starts_with(expected)), "{expected}: {errs:?}");
+            assert!(
+                errs.iter().any(|e| e.starts_with(expected)),
+                "{expected}: {errs:?}"
+            );
         }
     }
 }
