@@ -24,6 +24,7 @@
 //! | [`helpdesk`] | Zendesk and Gorgias REST clients, looked up by source |
 //! | [`orders`] | the shop's order DB: read-only pools, `:email` placeholders, row decoding, cache |
 //! | [`policy`] | the decision: customer numbers → tags |
+//! | [`setup`] | `setup zendesk` / `setup gorgias`: webhook, trigger, integration through the admin APIs |
 //! | [`worker`] | dispatcher, leased job, pipeline, settle |
 //! | [`metrics`], [`telemetry`] | Prometheus registry; tracing subscriber |
 //! | [`demo`] | the `demo` subcommand: a sample shop and a small fake Zendesk |
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod orders;
 pub mod policy;
 pub mod rate_budget;
+pub mod setup;
 pub mod state;
 pub mod telemetry;
 pub mod worker;

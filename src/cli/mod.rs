@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `check-config`, `explain`, `jobs`, `healthcheck`, `demo`.
+//! The command line: `serve`, `migrate`, `check-config`, `explain`, `jobs`, `healthcheck`, `setup`, `demo`.
 //!
 //! Here: the clap definitions, the dispatch and the helpers every subcommand shares. `serve` and
 //! `migrate` are a few lines each and stay in [`run`]; `demo` lives in [`crate::demo`]; the others
@@ -9,6 +9,7 @@ mod explain;
 mod healthcheck;
 mod index_check;
 mod jobs;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ use crate::config::Settings;
 use crate::state::StateStore;
 
 pub use jobs::JobsAction;
+pub use setup::{SetupArgs, SetupTarget};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +64,11 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Register ltv-tagger with the helpdesk through its API (idempotent: run it again to check)
+    Setup {
+        #[command(subcommand)]
+        target: SetupTarget,
+    },
     /// Run the whole flow against a sample order DB and a fake Zendesk: no account needed
     Demo {
         /// Keep serving after the demo so you can send your own webhooks with curl
@@ -80,6 +87,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             report(crate::demo::run(keep_serving).await)
         }
         Command::CheckConfig { query } => check_config::check_config(file, query).await,
+        Command::Setup { target } => setup::setup(file, target).await,
         Command::Serve => {
             with_settings(file, |s| async move {
                 // The index check, in the background: a warning per table read whole.

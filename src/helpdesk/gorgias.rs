@@ -56,6 +56,11 @@ impl GorgiasClient {
             )?,
         })
     }
+
+    /// The API client itself, for calls beyond the worker's (`setup`'s admin calls).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
 }
 
 #[async_trait]

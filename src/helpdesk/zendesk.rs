@@ -57,6 +57,11 @@ impl ZendeskClient {
             )?,
         })
     }
+
+    /// The API client itself, for calls beyond the worker's (`setup`'s admin calls).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
 }
 
 #[async_trait]

@@ -11,5 +11,6 @@ mod presets;
 mod process;
 mod queue;
 mod scale;
+mod setup;
 mod tagging;
 mod worker_step;

@@ -25,6 +25,8 @@
 //! Zendesk), then the operation itself. Contract breaches are recorded as violations even when
 //! an earlier step decided the status.
 
+mod admin;
+
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -333,6 +335,7 @@ impl Shared {
                 .gorgias_limit
                 .map(|(capacity, window)| Bucket::new(capacity, window, now)),
             rate_limited: 0,
+            admin: admin::Admin::default(),
         };
         Self {
             zendesk_credentials: format!("{}/token:{}", cfg.zendesk_email, cfg.zendesk_token),
@@ -364,6 +367,8 @@ struct State {
     zendesk_bucket: Option<Bucket>,
     gorgias_bucket: Option<Bucket>,
     rate_limited: usize,
+    /// Webhooks, triggers and integrations (`admin.rs`).
+    admin: admin::Admin,
 }
 
 impl State {
@@ -795,6 +800,10 @@ fn answer(
             .push(format!("{helpdesk:?} {method} {path}: {why}"));
     };
 
+    // The admin routes (webhooks, triggers, integrations) have their own steps.
+    if let Some(found) = admin::route(helpdesk, method, path) {
+        return admin::answer(shared, state, req, helpdesk, found, body);
+    }
     // 1. Route. Breaches of the request's shape are recorded whatever the answer turns out to be.
     let (op, id) = match route(helpdesk, method, path) {
         Ok(found) => found,
