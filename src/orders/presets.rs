@@ -17,7 +17,8 @@
 //!   streams, Postgres destination typed tables): refunds are successful transactions of kind
 //!   `refund`; paid = financial status `paid`, `partially_refunded`, `refunded`; test orders
 //!   excluded. Airbyte's `disputes` stream gives chargebacks; Fivetran's schema has no table the
-//!   preset reads for disputes (0).
+//!   preset reads for disputes (0). Money is cast to `numeric`, so a sync that stores amounts as
+//!   text or floats reads the same.
 //!
 //! On MySQL/MariaDB the presets compare `email = :email` without `lower()`: these platforms create
 //! their tables with case-insensitive (`_ci`) collations, and a plain comparison can use an index.
@@ -248,7 +249,7 @@ fn prestashop(customers: &str, orders: &str, slips: &str) -> PresetSql {
 
 fn shopify(orders: &str, transactions: &str, disputes: Option<&str>) -> PresetSql {
     let net = format!(
-        "o.total_price - coalesce((select sum(t.amount) from {transactions} t \
+        "cast(o.total_price as numeric) - coalesce((select sum(cast(t.amount as numeric)) from {transactions} t \
          where t.order_id = o.id and t.kind = 'refund' and t.status = 'success'), 0)"
     );
     let paid = "o.financial_status in ('paid', 'partially_refunded', 'refunded') \

@@ -221,3 +221,42 @@ async fn serve_logs_a_warning_at_start_for_a_table_read_whole() {
     assert!(line.contains("\"table\":\"orders\""), "{line}");
     serve.sigkill();
 }
+
+#[tokio::test]
+async fn check_config_query_with_a_preset_prints_its_queries_and_exact_index_statement() {
+    let db = fixture_db(Db::Mariadb, "presets/magento2.sql").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_for(&db, dir.path());
+    let run = || async {
+        let out = tokio::process::Command::new(binary())
+            .args(["check-config", "--query", "--config"])
+            .arg(&config)
+            .env("LTV_TAGGER__ORDERS__PRESET", "magento2")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run check-config");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let fix = "create index ltv_tagger_sales_order_customer_email on sales_order (customer_email)";
+    let (code, stdout, stderr) = run().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("from sales_order"), "{stdout}");
+    assert!(
+        stdout.contains("group by lower(customer_email)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("warning: orders.query reads the whole table sales_order on every lookup (no index serves it); fix: {fix}")),
+        "{stderr}"
+    );
+    db.exec(&[fix.to_owned()]).await;
+    let (code, _, stderr) = run().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    db.drop_db().await;
+}
