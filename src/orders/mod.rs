@@ -24,7 +24,9 @@
 //! Layout: this file is the lookup ([`OrderDb`]: cache, timeout, latency histogram, `ping`,
 //! `check_query`); `connect` builds the read-only pool per driver from `orders.url`;
 //! `placeholders` rewrites `:email`; `decode` reads a row as [`CustomerStats`]; `error` holds
-//! [`OrdersConfigError`] and [`OrdersError`]; `testing` holds the unit tests' SQLite shop.
+//! [`OrdersConfigError`] and [`OrdersError`]; `testing` holds the unit tests' SQLite shop;
+//! `presets` holds the ready-made SQL per shop platform (`orders.preset`); `plan` is the index
+//! check (`EXPLAIN` per driver) and `sql_names` reads the query text for it.
 
 mod connect;
 mod decode;
@@ -32,6 +34,7 @@ mod error;
 mod placeholders;
 mod plan;
 pub mod presets;
+mod sql_names;
 #[cfg(test)]
 mod testing;
 
