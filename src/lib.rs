@@ -27,6 +27,7 @@
 //! | [`policy`] | the decision: customer numbers → tags |
 //! | [`thresholds`] | the `thresholds` report: figures per tier, distribution, what-if, plot |
 //! | [`reload`] | hot reload of `[policy]`: SIGHUP and the watched `--config` file |
+//! | [`setup`] | `setup zendesk` / `setup gorgias`: webhook, trigger, integration through the admin APIs |
 //! | [`worker`] | dispatcher, leased job, pipeline, settle |
 //! | [`metrics`], [`telemetry`] | Prometheus registry; tracing subscriber |
 //! | [`demo`] | the `demo` subcommand: a sample shop and a small fake Zendesk |
@@ -45,6 +46,7 @@ pub mod orders;
 pub mod policy;
 pub mod rate_budget;
 pub mod reload;
+pub mod setup;
 pub mod state;
 pub mod telemetry;
 pub mod thresholds;

@@ -26,6 +26,9 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
     let mut shown = raw.clone();
     shown.state.url = settings.state.url.clone();
     shown.orders.url = settings.orders.url.clone();
+    // A preset's queries are shown as they are in effect.
+    shown.orders.query = settings.orders.query.clone();
+    shown.orders.customers_query = settings.orders.customers_query.clone();
     println!("{}", shown.to_redacted_toml());
     if query {
         let checked = async {
@@ -36,12 +39,15 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
             if !unknown.is_empty() {
                 anyhow::bail!("{}", unknown.join("; "));
             }
-            anyhow::Ok(())
+            anyhow::Ok(db)
         };
-        if let Err(e) = checked.await {
-            eprintln!("orders.query: {e:#}");
-            return ExitCode::from(1);
-        }
+        let db = match checked.await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("orders.query: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
         eprintln!("orders.query was described by the order DB (ltv, orders, disputes have numeric types) and ran for a dummy address");
         if !settings.orders.customers_query.trim().is_empty() {
             let checked = async {
@@ -60,6 +66,7 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
                 "orders.customers_query ran against the order DB and returned usable columns"
             );
         }
+        super::index_check::report(&db, &settings.index_advice()).await;
     }
     let tags: Vec<String> = settings
         .policy

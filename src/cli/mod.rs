@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `check-config`, `explain`, `thresholds`, `audit`, `jobs`,
-//! `healthcheck`, `demo`.
+//! `healthcheck`, `setup`, `demo`.
 //!
 //! Here: the clap definitions, the dispatch and the helpers every subcommand shares. `serve` and
 //! `migrate` are a few lines each and stay in [`run`]; `demo` lives in [`crate::demo`]; the others
@@ -9,7 +9,9 @@ mod audit;
 mod check_config;
 mod explain;
 mod healthcheck;
+mod index_check;
 mod jobs;
+mod setup;
 mod thresholds;
 
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use crate::config::{RawSettings, Settings};
 use crate::state::StateStore;
 
 pub use jobs::JobsAction;
+pub use setup::{SetupArgs, SetupTarget};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,6 +103,11 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Register ltv-tagger with the helpdesk through its API (idempotent: run it again to check)
+    Setup {
+        #[command(subcommand)]
+        target: SetupTarget,
+    },
     /// Run the whole flow against a sample order DB and a fake Zendesk: no account needed
     Demo {
         /// Keep serving after the demo so you can send your own webhooks with curl
@@ -120,9 +128,13 @@ pub async fn run(cli: Cli) -> ExitCode {
             report(crate::demo::run(keep_serving).await)
         }
         Command::CheckConfig { query } => check_config::check_config(file, query).await,
+        Command::Setup { target } => setup::setup(file, target).await,
         Command::Serve => {
             let reload_from = file.clone();
             with_settings(file, |s| async move {
+                // The index check, in the background: a warning per table read whole.
+                let check = crate::orders::OrderDb::connect_lazy(&s.orders_options())?;
+                index_check::warn_at_start(check, s.index_advice());
                 let running = RawSettings::load(reload_from.as_deref(), "LTV_TAGGER")?;
                 let app = Application::build(s)
                     .await?

@@ -94,6 +94,12 @@ pub struct OrdersSettings {
     pub max_connections: u32,
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
+    /// A ready-made query for a shop platform (`orders::presets`); empty = none.
+    #[serde(default)]
+    pub preset: String,
+    /// The preset's table prefix (`wp_`, `ps_`, a `schema.`); absent = the platform's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -64,6 +64,11 @@ impl GorgiasClient {
             email: settings.email.clone(),
         })
     }
+
+    /// The API client itself, for calls beyond the worker's (`setup`'s admin calls).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
 }
 
 #[async_trait]

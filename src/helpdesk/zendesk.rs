@@ -71,6 +71,11 @@ impl ZendeskClient {
             update_budget,
         })
     }
+
+    /// The API client itself, for calls beyond the worker's (`setup`'s admin calls).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
 }
 
 #[async_trait]

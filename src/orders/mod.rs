@@ -24,7 +24,9 @@
 //! Layout: this file is the lookup ([`OrderDb`]: cache, timeout, latency histogram, `ping`,
 //! `check_query`); `connect` builds the read-only pool per driver from `orders.url`;
 //! `placeholders` rewrites `:email`; `decode` reads a row as [`CustomerStats`]; `error` holds
-//! [`OrdersConfigError`] and [`OrdersError`]; `testing` holds the unit tests' SQLite shop.
+//! [`OrdersConfigError`] and [`OrdersError`]; `testing` holds the unit tests' SQLite shop;
+//! `presets` holds the ready-made SQL per shop platform (`orders.preset`); `plan` is the index
+//! check (`EXPLAIN` per driver) and `sql_names` reads the query text for it.
 
 mod connect;
 mod customers;
@@ -34,7 +36,10 @@ mod error;
 mod extra;
 mod pg_numeric;
 mod placeholders;
+mod plan;
+pub mod presets;
 mod server_timeout;
+mod sql_names;
 mod sqlite_lower;
 #[cfg(test)]
 mod testing;
@@ -57,6 +62,7 @@ pub use connect::Backend;
 pub use customers::{CustomerScan, CustomersError};
 pub use error::{OrdersConfigError, OrdersError};
 pub use placeholders::bind_email_placeholders;
+pub use plan::ScanWarning;
 
 /// The address `check_query` looks up: the `.invalid` TLD never belongs to a customer.
 const CHECK_EMAIL: &str = "nobody@example.invalid";
@@ -76,6 +82,8 @@ pub struct OrderDbOptions {
 pub struct OrderDb {
     pool: Pool,
     sql: Arc<str>,
+    /// `orders.query` as written (with `:email`), for the index check.
+    source: Arc<str>,
     binds: usize,
     query_timeout: Duration,
     cache: Option<Cache<String, Option<CustomerStats>>>,
@@ -111,6 +119,7 @@ impl OrderDb {
         Ok(Self {
             pool,
             sql: sql.into(),
+            source: opts.query.as_str().into(),
             binds,
             query_timeout: opts.query_timeout,
             cache,

@@ -40,7 +40,7 @@ pub fn bind_email_placeholders(
 }
 
 /// Byte offsets of the `:email` placeholders outside quotes and comments.
-fn email_offsets(sql: &[u8], backend: Backend) -> Vec<usize> {
+pub(super) fn email_offsets(sql: &[u8], backend: Backend) -> Vec<usize> {
     let mut found = Vec::new();
     let mut i = 0;
     while i < sql.len() {

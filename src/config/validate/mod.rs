@@ -3,6 +3,7 @@
 mod helpdesk;
 mod offline;
 mod policy;
+pub(crate) mod preset;
 mod state_url;
 
 pub use offline::load_policy;
@@ -26,7 +27,9 @@ impl RawSettings {
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let mut errs = Vec::new();
         // `*.url_file` replaces `*.url`: resolve them first, then check the result.
-        let this = &resolve_url_files(self, &mut errs);
+        let mut this = resolve_url_files(self, &mut errs);
+        preset::apply_preset(&mut this.orders, &mut errs);
+        let this = &this;
         server(&this.server, &mut errs);
         state(&this.state, &mut errs);
         worker(&this.worker, &mut errs);

@@ -29,6 +29,8 @@
 //! Zendesk), then the operation itself. Contract breaches are recorded as violations even when
 //! an earlier step decided the status.
 
+mod admin;
+
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -340,6 +342,7 @@ impl Shared {
                 .gorgias_limit
                 .map(|(capacity, window)| Bucket::new(capacity, window, now)),
             rate_limited: 0,
+            admin: admin::Admin::default(),
         };
         Self {
             zendesk_credentials: format!("{}/token:{}", cfg.zendesk_email, cfg.zendesk_token),
@@ -371,6 +374,8 @@ struct State {
     zendesk_bucket: Option<Bucket>,
     gorgias_bucket: Option<Bucket>,
     rate_limited: usize,
+    /// Webhooks, triggers and integrations (`admin.rs`).
+    admin: admin::Admin,
 }
 
 impl State {
@@ -805,6 +810,10 @@ fn answer(
             .push(format!("{helpdesk:?} {method} {path}: {why}"));
     };
 
+    // The admin routes (webhooks, triggers, integrations) have their own steps.
+    if let Some(found) = admin::route(helpdesk, method, path) {
+        return admin::answer(shared, state, req, helpdesk, found, body);
+    }
     if let Some(answer) = ticket_writes::answer(shared, state, req, helpdesk, body) {
         return answer;
     }
