@@ -331,6 +331,14 @@ impl LeasedJob {
             .await
     }
 
+    /// Back to the queue until `run_at` without counting the attempt (the helpdesk account is
+    /// paused: nothing was tried).
+    pub async fn defer(&self, run_at: Millis, now: Millis) -> Result<(), sqlx::Error> {
+        self.store
+            .requeue(self.job.id, Some(&self.owner), run_at, None, 1, now)
+            .await
+    }
+
     /// Gives the job back without counting the attempt (graceful shutdown).
     pub async fn release(&self, now: Millis) -> Result<(), sqlx::Error> {
         self.store

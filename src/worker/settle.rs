@@ -24,19 +24,24 @@ pub enum Attempt {
     },
     /// Will never succeed as is: dead-lettered so an operator can fix the cause and retry it.
     Fatal(AuditRecord),
+    /// Not attempted: the helpdesk account is paused. Back to the queue until the pause ends,
+    /// the attempt not counted.
+    Deferred {
+        retry_after: Duration,
+        audit: AuditRecord,
+    },
 }
 
 impl Attempt {
     /// What a helpdesk error means for the job; `audit` holds what was found so far.
     pub fn from_helpdesk_error(e: HelpdeskError, mut audit: AuditRecord) -> Attempt {
         match e {
-            HelpdeskError::RateLimited { retry_after } | HelpdeskError::Paused { retry_after } => {
-                Attempt::Transient {
-                    error: e.to_string(),
-                    retry_after: Some(retry_after),
-                    audit,
-                }
-            }
+            HelpdeskError::Paused { retry_after } => Attempt::Deferred { retry_after, audit },
+            HelpdeskError::RateLimited { retry_after } => Attempt::Transient {
+                error: e.to_string(),
+                retry_after: Some(retry_after),
+                audit,
+            },
             HelpdeskError::Unavailable(msg) => Attempt::Transient {
                 error: msg,
                 retry_after: None,
@@ -74,21 +79,43 @@ impl Worker {
     pub(super) async fn settle(&self, job: &LeasedJob, attempt: Attempt) -> Option<Outcome> {
         let now = Millis::now();
         let settings = &self.settings;
+        // A deferred job goes the way of a retry, at the pause's end and without counting.
+        let (attempt, deferred) = match attempt {
+            Attempt::Deferred { retry_after, audit } => (
+                Attempt::Transient {
+                    error: HelpdeskError::Paused { retry_after }.to_string(),
+                    retry_after: Some(retry_after),
+                    audit,
+                },
+                true,
+            ),
+            other => (other, false),
+        };
         let (end, audit) = match attempt {
-            Attempt::Finished(audit) => (Final::Done, audit),
+            // (`Deferred` was turned into `Transient` above.)
+            Attempt::Finished(audit) | Attempt::Deferred { audit, .. } => (Final::Done, audit),
             Attempt::Fatal(audit) => (Final::Dead, audit),
             Attempt::Transient {
                 error,
                 retry_after,
                 mut audit,
             } => {
-                let delay = backoff(job.attempts, settings.retry_base, settings.retry_max)
-                    .max(retry_after.unwrap_or_default());
+                let delay = match (deferred, retry_after) {
+                    (true, Some(pause)) => pause,
+                    _ => backoff(job.attempts, settings.retry_base, settings.retry_max)
+                        .max(retry_after.unwrap_or_default()),
+                };
                 let run_at = now + delay;
                 if run_at.since(job.created_at) <= settings.retry_horizon {
                     self.metrics.jobs.with_label_values(&["retry"]).inc();
-                    tracing::warn!(error = %error, retry_in = ?delay, "attempt failed; will retry");
-                    if let Err(e) = job.retry(run_at, &error, now).await {
+                    let requeued = if deferred {
+                        tracing::info!(wait = ?delay, "helpdesk account paused: job waits in the queue");
+                        job.defer(run_at, now).await
+                    } else {
+                        tracing::warn!(error = %error, retry_in = ?delay, "attempt failed; will retry");
+                        job.retry(run_at, &error, now).await
+                    };
+                    if let Err(e) = requeued {
                         tracing::error!(error = %e, "cannot reschedule; the lease will expire and the job runs again");
                     }
                     return None;
