@@ -10,6 +10,7 @@ mod operator_mistakes;
 mod order_query_check;
 mod order_values;
 mod orders;
+mod pacing;
 mod process;
 mod queue;
 mod scale;
