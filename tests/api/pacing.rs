@@ -14,7 +14,7 @@ const BURST: u32 = 20;
 const TICKETS: u64 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_under_a_strict_bucket_of_burst_20_gets_almost_no_429_and_uses_the_budget() {
+async fn a_full_queue_under_a_strict_bucket_of_burst_20_gets_almost_no_429() {
     let app = spawn_app(AppOptions {
         gorgias: false,
         fake: FakeHelpdeskConfig {
@@ -58,20 +58,8 @@ async fn a_full_queue_under_a_strict_bucket_of_burst_20_gets_almost_no_429_and_u
         "{limited} of {} calls got 429 (at most 1 % allowed)",
         writes.len()
     );
-    // What the strict bucket allowed from the first call to the last: the burst plus the refill.
-    let (first, last) = (writes[0].at, writes[writes.len() - 1].at);
-    let allowed =
-        f64::from(BURST) + f64::from(PER_MINUTE) / 60.0 * last.duration_since(first).as_secs_f64();
-    let used = ok as f64 / allowed;
-    eprintln!(
-        "budget used: {:.1} % ({ok} calls, {allowed:.1} allowed)",
-        used * 100.0
-    );
-    assert!(
-        used >= 0.95,
-        "only {:.1} % of the budget used",
-        used * 100.0
-    );
+    // How much of the budget a real run uses depends on how busy the machine is (a debug build
+    // on shared cores may not reach 10 jobs/s): the simulated-clock test below asserts it.
     app.stop().await;
 }
 
