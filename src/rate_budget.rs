@@ -13,6 +13,10 @@ use sqlx::Row;
 use crate::clock::Millis;
 use crate::state::StateStore;
 
+/// The largest opening burst towards Zendesk: what a strict token bucket with a burst of 20
+/// allows, so a start (or the end of a pause) with a full queue gets no 429.
+pub const ZENDESK_MAX_BURST: f64 = 20.0;
+
 /// Longest a worker is parked on one wait, so a misconfigured rate never parks it for hours.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -69,11 +73,12 @@ impl RateBudget {
     }
 
     /// Zendesk counts requests per minute. Pacing at the full rate after a full-size burst could
-    /// put `2 × limit` calls in one minute, so the burst is a twentieth of the limit and the rate
-    /// the rest: no 60-second window ever holds more than `requests_per_minute` calls.
+    /// put `2 × limit` calls in one minute, so the burst is a twentieth of the limit (at most
+    /// [`ZENDESK_MAX_BURST`], so the opening burst also fits a strict bucket) and the rate the
+    /// rest: no 60-second window ever holds more than `requests_per_minute` calls.
     pub fn zendesk(store: StateStore, account: String, requests_per_minute: u32) -> RateBudget {
         let limit = f64::from(requests_per_minute);
-        let burst = (limit / 20.0).floor().max(1.0);
+        let burst = (limit / 20.0).floor().clamp(1.0, ZENDESK_MAX_BURST);
         let per_ms = ((limit - burst).max(1.0)) / 60_000.0;
         RateBudget::new(store, account, burst, per_ms)
     }

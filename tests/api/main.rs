@@ -19,6 +19,7 @@ mod order_query_check;
 mod order_query_timeout;
 mod order_values;
 mod orders;
+mod pacing;
 mod presets;
 mod process;
 mod queue;

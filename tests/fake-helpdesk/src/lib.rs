@@ -79,6 +79,12 @@ pub struct FakeHelpdeskConfig {
     /// Gorgias leaky bucket: `(capacity, window)` holds `capacity` calls and drains `capacity`
     /// calls per `window` (the API-key default is 40 per 20 s). `None` means no limit.
     pub gorgias_limit: Option<(u32, Duration)>,
+    /// A strict Zendesk token bucket instead: `(requests_per_minute, burst)` holds `burst`
+    /// tokens and refills `requests_per_minute / 60` per second. Wins over
+    /// `zendesk_limit_per_minute`. It answers 429 with `Retry-After` but sends no
+    /// `X-Rate-Limit-Remaining` (a limiter that does not advertise its level), so the client's
+    /// own pacing is what is tested.
+    pub zendesk_strict_bucket: Option<(u32, u32)>,
 }
 
 impl Default for FakeHelpdeskConfig {
@@ -90,6 +96,7 @@ impl Default for FakeHelpdeskConfig {
             gorgias_key: "fake-gorgias-api-key".to_owned(),
             zendesk_limit_per_minute: None,
             gorgias_limit: None,
+            zendesk_strict_bucket: None,
         }
     }
 }
@@ -103,6 +110,7 @@ impl fmt::Debug for FakeHelpdeskConfig {
             .field("gorgias_key", &"[redacted]")
             .field("zendesk_limit_per_minute", &self.zendesk_limit_per_minute)
             .field("gorgias_limit", &self.gorgias_limit)
+            .field("zendesk_strict_bucket", &self.zendesk_strict_bucket)
             .finish()
     }
 }
@@ -336,13 +344,22 @@ impl Shared {
             outage: None,
             latency: Duration::ZERO,
             zendesk_bucket: cfg
-                .zendesk_limit_per_minute
-                .map(|limit| Bucket::new(limit, Duration::from_secs(60), now)),
+                .zendesk_strict_bucket
+                .map(|(per_minute, burst)| {
+                    // Drains `burst` calls in the time `per_minute` refills that many tokens.
+                    let window = 60.0 * f64::from(burst) / f64::from(per_minute.max(1));
+                    Bucket::new(burst, Duration::from_secs_f64(window), now)
+                })
+                .or_else(|| {
+                    cfg.zendesk_limit_per_minute
+                        .map(|limit| Bucket::new(limit, Duration::from_secs(60), now))
+                }),
             gorgias_bucket: cfg
                 .gorgias_limit
                 .map(|(capacity, window)| Bucket::new(capacity, window, now)),
             rate_limited: 0,
             admin: admin::Admin::default(),
+            zendesk_bucket_quiet: cfg.zendesk_strict_bucket.is_some(),
         };
         Self {
             zendesk_credentials: format!("{}/token:{}", cfg.zendesk_email, cfg.zendesk_token),
@@ -376,6 +393,8 @@ struct State {
     rate_limited: usize,
     /// Webhooks, triggers and integrations (`admin.rs`).
     admin: admin::Admin,
+    /// The Zendesk bucket is a strict one that sends no rate-limit headers.
+    zendesk_bucket_quiet: bool,
 }
 
 impl State {
@@ -750,7 +769,8 @@ impl Answer {
     fn into_response(self, helpdesk: Helpdesk, state: &mut State, now: Instant) -> HttpResponse {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = HttpResponse::build(status);
-        if let Some(bucket) = state.bucket_mut(helpdesk) {
+        let quiet = helpdesk == Helpdesk::Zendesk && state.zendesk_bucket_quiet;
+        if let Some(bucket) = state.bucket_mut(helpdesk).filter(|_| !quiet) {
             bucket.drain(now);
             match helpdesk {
                 Helpdesk::Zendesk => {
