@@ -48,7 +48,7 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
                 return ExitCode::from(1);
             }
         };
-        eprintln!("orders.query was described by the order DB (ltv, orders, disputes have numeric types) and ran for a dummy address");
+        eprintln!("orders.query ran against the order DB for a dummy address and was described by it (ltv, orders, disputes have numeric types)");
         if !settings.orders.customers_query.trim().is_empty() {
             let checked = async {
                 let scan = crate::orders::CustomerScan::connect_lazy(
