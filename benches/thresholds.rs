@@ -122,7 +122,10 @@ fn main() -> anyhow::Result<()> {
     let plot = dir.path().join("ltv.png");
     let cfg = config.to_str().unwrap_or_default();
     let cases: [(&str, Vec<&str>); 2] = [
-        ("thresholds --format json", vec!["thresholds", "--config", cfg, "--format", "json"]),
+        (
+            "thresholds --format json",
+            vec!["thresholds", "--config", cfg, "--format", "json"],
+        ),
         (
             "thresholds --candidate --plot ltv.png",
             vec![
@@ -142,17 +145,26 @@ fn main() -> anyhow::Result<()> {
         let mut peaks = Vec::new();
         for _ in 0..RUNS {
             let (t, kib) = run(&binary, args)?;
-            println!("{name}: {:.2} s, VmHWM {:.0} MiB", t.as_secs_f64(), kib as f64 / 1024.0);
+            println!(
+                "{name}: {:.2} s, VmHWM {:.0} MiB",
+                t.as_secs_f64(),
+                kib as f64 / 1024.0
+            );
             times.push(t.as_secs_f64());
             peaks.push(kib as f64 / 1024.0);
         }
         table.push((name, median(times), median(peaks)));
     }
-    println!("\n| case ({CUSTOMERS} customers, PostgreSQL) | median time | median peak RSS (VmHWM) |");
+    println!(
+        "\n| case ({CUSTOMERS} customers, PostgreSQL) | median time | median peak RSS (VmHWM) |"
+    );
     println!("|---|---|---|");
     for (name, t, mib) in table {
         println!("| `{name}` | {t:.2} s | {mib:.0} MiB |");
     }
-    rt.block_on(exec(ADMIN, &format!("drop database if exists {db} with (force)")))?;
+    rt.block_on(exec(
+        ADMIN,
+        &format!("drop database if exists {db} with (force)"),
+    ))?;
     Ok(())
 }

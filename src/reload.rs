@@ -101,21 +101,27 @@ impl Reloader {
     }
 
     fn reload(&mut self, trigger: Trigger) {
-        let loaded =
-            RawSettings::load(self.file.as_deref(), "LTV_TAGGER").and_then(|raw| {
-                let settings = raw.validate()?;
-                Ok((raw, settings))
-            });
+        let loaded = RawSettings::load(self.file.as_deref(), "LTV_TAGGER").and_then(|raw| {
+            let settings = raw.validate()?;
+            Ok((raw, settings))
+        });
         let (raw, settings) = match loaded {
             Ok(x) => x,
             Err(e) => {
-                self.metrics.config_reloads.with_label_values(&["error"]).inc();
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::error!(?trigger, error = %e, "configuration reload failed: the running configuration stays in force");
                 return;
             }
         };
         for key in needs_restart(&self.running, &raw) {
-            tracing::warn!(?trigger, key, "configuration reload: {key} changed, which needs a restart; ignored until then");
+            tracing::warn!(
+                ?trigger,
+                key,
+                "configuration reload: {key} changed, which needs a restart; ignored until then"
+            );
         }
         let policy = settings.policy;
         tracing::info!(

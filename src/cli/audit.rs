@@ -92,8 +92,17 @@ pub(super) async fn audit(s: Settings, args: Args) -> anyhow::Result<()> {
         Format::Text => {
             println!(
                 "{:<20} {:<8} {:>10}  {:<28} {:>10} {:>6} {:>8}  {:<20} {:<20} {:<16} {:>8}",
-                "time", "source", "ticket", "email", "ltv", "orders", "disputes", "tags decided",
-                "tags written", "outcome", "attempts"
+                "time",
+                "source",
+                "ticket",
+                "email",
+                "ltv",
+                "orders",
+                "disputes",
+                "tags decided",
+                "tags written",
+                "outcome",
+                "attempts"
             );
             for d in rows {
                 println!(
@@ -103,8 +112,12 @@ pub(super) async fn audit(s: Settings, args: Args) -> anyhow::Result<()> {
                     d.ticket,
                     d.email.unwrap_or_else(|| "-".into()),
                     d.ltv.unwrap_or_else(|| "-".into()),
-                    d.orders.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
-                    d.disputes.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                    d.orders
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    d.disputes
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     list(&d.tags_decided),
                     list(&d.tags_written),
                     d.outcome,

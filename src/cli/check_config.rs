@@ -51,7 +51,9 @@ pub(super) async fn check_config(file: Option<PathBuf>, query: bool) -> ExitCode
                 eprintln!("{e:#}");
                 return ExitCode::from(1);
             }
-            eprintln!("orders.customers_query ran against the order DB and returned usable columns");
+            eprintln!(
+                "orders.customers_query ran against the order DB and returned usable columns"
+            );
         }
     }
     let tags: Vec<String> = settings

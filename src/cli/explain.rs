@@ -20,7 +20,11 @@ struct Explained {
     reasons: Vec<String>,
 }
 
-pub(super) async fn explain(s: Settings, emails: Vec<String>, format: Format) -> anyhow::Result<()> {
+pub(super) async fn explain(
+    s: Settings,
+    emails: Vec<String>,
+    format: Format,
+) -> anyhow::Result<()> {
     // Every address is checked before the first query.
     let emails = emails
         .iter()
@@ -40,7 +44,10 @@ pub(super) async fn explain(s: Settings, emails: Vec<String>, format: Format) ->
             // The worker's rule: an unknown customer is never tagged.
             (
                 Vec::new(),
-                vec!["unknown customer (the order query returned no row): counts as LTV 0, no tags".into()],
+                vec![
+                    "unknown customer (the order query returned no row): counts as LTV 0, no tags"
+                        .into(),
+                ],
             )
         };
         out.push(explained(email, known, &stats, tags, reasons));

@@ -214,15 +214,14 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let settings = match RawSettings::load(file.as_deref(), "LTV_TAGGER")
-        .and_then(|r| r.validate_offline())
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let settings =
+        match RawSettings::load(file.as_deref(), "LTV_TAGGER").and_then(|r| r.validate_offline()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
     crate::telemetry::init(&settings.server.log_format, &settings.server.log_level);
     report(f(settings).await)
 }

@@ -13,7 +13,9 @@ use sqlx::{Column, ColumnIndex, Database, Executor, IntoArguments, Row};
 
 use super::connect::{acquire, connect_options, Pool};
 use super::decode::{mysql_number, pg_number, sqlite_number, stats_from_row, NumberReader};
-use super::{bind_email_placeholders, column_names, Backend, CustomerStats, OrderDbOptions, OrdersError};
+use super::{
+    bind_email_placeholders, column_names, Backend, CustomerStats, OrderDbOptions, OrdersError,
+};
 
 /// A whole-shop scan may take much longer than one lookup (`orders.query_timeout`).
 const SCAN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -27,7 +29,10 @@ impl CustomersError {
     fn new(e: impl std::fmt::Display) -> CustomersError {
         let text = e.to_string();
         // The shared decoder names `orders.query`; here the query is the other one.
-        let text = text.strip_prefix("orders.query: ").unwrap_or(&text).to_owned();
+        let text = text
+            .strip_prefix("orders.query: ")
+            .unwrap_or(&text)
+            .to_owned();
         CustomersError(text)
     }
 }
@@ -120,7 +125,10 @@ impl CustomerScan {
                     )));
                 }
             }
-            let first = format!("select * from ({}) customers_query_check limit 1", sql.trim().trim_end_matches(';'));
+            let first = format!(
+                "select * from ({}) customers_query_check limit 1",
+                sql.trim().trim_end_matches(';')
+            );
             let first = first.as_str();
             let mut ignore = |_: CustomerStats| {};
             match &self.pool {
@@ -167,7 +175,12 @@ where
         .await
         .map_err(|e| CustomersError::new(OrdersError::from_statement(backend, e)))?
     {
-        if n == 0 && !row.columns().iter().any(|c| c.name().eq_ignore_ascii_case("email")) {
+        if n == 0
+            && !row
+                .columns()
+                .iter()
+                .any(|c| c.name().eq_ignore_ascii_case("email"))
+        {
             return Err(CustomersError(format!(
                 "the {backend} result has no `email` column"
             )));

@@ -28,8 +28,16 @@ pub fn write(path: &Path, ltvs_sorted: &[Decimal], policy: &Policy) -> anyhow::R
         .map_err(|_| anyhow::anyhow!("the bundled plot font cannot be read"))?;
     let data = Bins::new(ltvs_sorted);
     let result = match ext.as_deref() {
-        Some("svg") => draw(SVGBackend::new(path, SIZE).into_drawing_area(), &data, policy),
-        Some("png") => draw(BitMapBackend::new(path, SIZE).into_drawing_area(), &data, policy),
+        Some("svg") => draw(
+            SVGBackend::new(path, SIZE).into_drawing_area(),
+            &data,
+            policy,
+        ),
+        Some("png") => draw(
+            BitMapBackend::new(path, SIZE).into_drawing_area(),
+            &data,
+            policy,
+        ),
         _ => anyhow::bail!(
             "--plot {}: the file name must end in .svg or .png",
             path.display()
@@ -58,12 +66,16 @@ impl Bins {
         let hi = sorted.last().map(value).unwrap_or(10.0).max(10.0) * 1.05;
         let step = (hi.ln() - lo.ln()) / BINS as f64;
         let edge = |i: usize| (lo.ln() + step * i as f64).exp();
-        let mut counts: Vec<(f64, f64, u64)> = (0..BINS).map(|i| (edge(i), edge(i + 1), 0)).collect();
+        let mut counts: Vec<(f64, f64, u64)> =
+            (0..BINS).map(|i| (edge(i), edge(i + 1), 0)).collect();
         for d in sorted {
             let i = (((value(d).ln() - lo.ln()) / step) as usize).min(BINS - 1);
             counts[i].2 += 1;
         }
-        let total: f64 = sorted.iter().map(|d| d.to_f64().unwrap_or(0.0).max(0.0)).sum();
+        let total: f64 = sorted
+            .iter()
+            .map(|d| d.to_f64().unwrap_or(0.0).max(0.0))
+            .sum();
         let mut revenue_from = Vec::with_capacity(BINS + 1);
         let mut above = total;
         let mut next = 0;
@@ -73,7 +85,11 @@ impl Bins {
                 above -= sorted[next].to_f64().unwrap_or(0.0).max(0.0);
                 next += 1;
             }
-            let share = if total > 0.0 { 100.0 * above / total } else { 0.0 };
+            let share = if total > 0.0 {
+                100.0 * above / total
+            } else {
+                0.0
+            };
             revenue_from.push((x.min(hi), share.max(0.0)));
         }
         Bins {
@@ -129,9 +145,11 @@ where
         .map_err(fail)?;
     let bar = RGBColor(120, 160, 210);
     chart
-        .draw_series(data.counts.iter().map(|&(a, b, n)| {
-            Rectangle::new([(a, 0.0), (b, n as f64)], bar.mix(0.8).filled())
-        }))
+        .draw_series(
+            data.counts
+                .iter()
+                .map(|&(a, b, n)| Rectangle::new([(a, 0.0), (b, n as f64)], bar.mix(0.8).filled())),
+        )
         .map_err(fail)?
         .label("customers per LTV band")
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], bar.filled()));
@@ -166,7 +184,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::MiddleLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))

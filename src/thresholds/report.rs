@@ -26,12 +26,28 @@ pub fn text(f: &Figures) -> String {
     );
     let _ = writeln!(out, "\nLTV distribution");
     let p = &f.distribution.percentiles;
-    for (name, v) in [("p50", p.p50), ("p75", p.p75), ("p90", p.p90), ("p95", p.p95), ("p99", p.p99)] {
+    for (name, v) in [
+        ("p50", p.p50),
+        ("p75", p.p75),
+        ("p90", p.p90),
+        ("p95", p.p95),
+        ("p99", p.p99),
+    ] {
         let _ = writeln!(out, "  {name:<28} {:>14}", money(v));
     }
     let t = &f.distribution.top_starts_at;
-    for (name, v) in [("1", t.top_1pct), ("5", t.top_5pct), ("10", t.top_10pct), ("20", t.top_20pct)] {
-        let _ = writeln!(out, "  {:<28} {:>14}", format!("top {name} % start at"), money(v));
+    for (name, v) in [
+        ("1", t.top_1pct),
+        ("5", t.top_5pct),
+        ("10", t.top_10pct),
+        ("20", t.top_20pct),
+    ] {
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>14}",
+            format!("top {name} % start at"),
+            money(v)
+        );
     }
     match &f.distribution.revenue_80pct {
         Some(r) => {
@@ -67,7 +83,9 @@ pub fn text(f: &Figures) -> String {
             .iter()
             .map(|(tag, n)| format!("{tag} {n}"))
             .collect();
-        let _ = writeln!(out, "  {name:<10} {}", by_tag.join(", "));
+        if !by_tag.is_empty() {
+            let _ = writeln!(out, "  {name:<10} {}", by_tag.join(", "));
+        }
     }
     if let Some(changes) = &f.changes {
         let _ = writeln!(out, "\nchanges (current → candidate)");

@@ -73,9 +73,15 @@ fn percentiles_are_nearest_rank_and_the_top_shares_count_from_the_top() {
     let current = policy(500, 900);
     let (f, _) = tally(&current, None).finish("30days", &[]);
     let p = &f.distribution.percentiles;
-    assert_eq!((p.p50, p.p75, p.p90, p.p95, p.p99), (d(500), d(800), d(900), d(1000), d(1000)));
+    assert_eq!(
+        (p.p50, p.p75, p.p90, p.p95, p.p99),
+        (d(500), d(800), d(900), d(1000), d(1000))
+    );
     let t = &f.distribution.top_starts_at;
-    assert_eq!((t.top_1pct, t.top_5pct, t.top_10pct, t.top_20pct), (d(1000), d(1000), d(1000), d(900)));
+    assert_eq!(
+        (t.top_1pct, t.top_5pct, t.top_10pct, t.top_20pct),
+        (d(1000), d(1000), d(1000), d(900))
+    );
     let r = f.distribution.revenue_80pct.expect("revenue");
     // 1000 + 900 + 800 + 700 + 600 + 500 = 4500 ≥ 80 % of 5500 (4400).
     assert_eq!((r.min_ltv, r.customers), (Decimal::from(500), 6));

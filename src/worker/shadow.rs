@@ -8,7 +8,11 @@ impl Worker {
     /// Ends the attempt as `shadow`: the decided tags stay in the audit row, `tags_written` stays
     /// empty, the detail names the tags that would have been written, and
     /// `ltv_tagger_shadow_decisions_total{tag}` counts every decided tag.
-    pub(super) fn shadow(&self, missing: Vec<Tag>, found: &mut super::pipeline::Findings) -> Attempt {
+    pub(super) fn shadow(
+        &self,
+        missing: Vec<Tag>,
+        found: &mut super::pipeline::Findings,
+    ) -> Attempt {
         for tag in &found.decided {
             self.metrics
                 .shadow_decisions

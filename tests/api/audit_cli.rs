@@ -25,8 +25,14 @@ async fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
 #[tokio::test]
 async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_and_json() {
     let app = spawn_app(AppOptions::default()).await;
-    for (ticket, email) in [(1, "gold@shop.test"), (2, "small@shop.test"), (3, "gold@shop.test")] {
-        let res = app.post_zendesk(&trigger_body(ticket, email, ""), None).await;
+    for (ticket, email) in [
+        (1, "gold@shop.test"),
+        (2, "small@shop.test"),
+        (3, "gold@shop.test"),
+    ] {
+        let res = app
+            .post_zendesk(&trigger_body(ticket, email, ""), None)
+            .await;
         assert_eq!(res.status().as_u16(), 202);
     }
     for ticket in [1, 2, 3] {
@@ -43,7 +49,10 @@ async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_a
     let rows = rows.as_array().expect("array");
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
-    assert_eq!((r["source"].as_str(), r["ticket"].as_str()), (Some("zendesk"), Some("1")));
+    assert_eq!(
+        (r["source"].as_str(), r["ticket"].as_str()),
+        (Some("zendesk"), Some("1"))
+    );
     assert_eq!(r["email"], "gold@shop.test");
     assert_eq!(r["tags_decided"], serde_json::json!(["vip-gold"]));
     assert_eq!(r["tags_written"], serde_json::json!(["vip-gold"]));
@@ -51,20 +60,39 @@ async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_a
     assert_eq!(r["attempts"], 1);
     assert!(r["time"].as_str().is_some_and(|t| t.ends_with('Z')));
 
-    let (_, out, _) = run(&["audit", "--format", "json", "--email", " GOLD@shop.test"], &config).await;
+    let (_, out, _) = run(
+        &["audit", "--format", "json", "--email", " GOLD@shop.test"],
+        &config,
+    )
+    .await;
     let tickets: Vec<String> = serde_json::from_str::<Vec<Value>>(&out)
         .expect("json")
         .iter()
         .map(|r| r["ticket"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(tickets, ["1", "3"]);
-    let (_, out, _) = run(&["audit", "--format", "json", "--limit", "1", "--since", "1h"], &config).await;
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&out).expect("json")[0]["ticket"], "3");
+    let (_, out, _) = run(
+        &["audit", "--format", "json", "--limit", "1", "--since", "1h"],
+        &config,
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&out).expect("json")[0]["ticket"],
+        "3"
+    );
 
     let (code, out, _) = run(&["audit"], &config).await;
     assert_eq!(code, 0);
-    assert!(out.lines().next().is_some_and(|h| h.contains("outcome") && h.contains("tags written")), "{out}");
-    assert!(out.contains("no_tags") && out.contains("small@shop.test"), "{out}");
+    assert!(
+        out.lines()
+            .next()
+            .is_some_and(|h| h.contains("outcome") && h.contains("tags written")),
+        "{out}"
+    );
+    assert!(
+        out.contains("no_tags") && out.contains("small@shop.test"),
+        "{out}"
+    );
 
     let (code, _, err) = run(&["audit", "--ticket", "abc"], &config).await;
     assert_eq!(code, 1);
@@ -87,7 +115,14 @@ async fn explain_gives_the_reasons_for_several_customers_without_helpdesk_secret
     )
     .expect("config");
     let (code, out, err) = run(
-        &["explain", "--format", "json", "gold@shop.test", "disputer@shop.test", "nobody@shop.test"],
+        &[
+            "explain",
+            "--format",
+            "json",
+            "gold@shop.test",
+            "disputer@shop.test",
+            "nobody@shop.test",
+        ],
         &config,
     )
     .await;
@@ -95,13 +130,24 @@ async fn explain_gives_the_reasons_for_several_customers_without_helpdesk_secret
     let e: Vec<Value> = serde_json::from_str(&out).expect("json");
     assert_eq!(e.len(), 3);
     assert_eq!(e[0]["tags"], serde_json::json!(["vip-gold"]));
-    assert!(e[0]["reasons"][0].as_str().is_some_and(|r| r.ends_with("≥ 2500 → vip-gold")), "{}", e[0]);
+    assert!(
+        e[0]["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.ends_with("≥ 2500 → vip-gold")),
+        "{}",
+        e[0]
+    );
     assert_eq!(e[1]["tags"], serde_json::json!(["dispute"]));
     let reasons = e[1]["reasons"].to_string();
-    assert!(reasons.contains("dispute override") && reasons.contains("vip-gold removed"), "{reasons}");
+    assert!(
+        reasons.contains("dispute override") && reasons.contains("vip-gold removed"),
+        "{reasons}"
+    );
     assert_eq!(e[2]["known"], false);
     assert_eq!(e[2]["ltv"], "0");
-    assert!(e[2]["reasons"][0].as_str().is_some_and(|r| r.contains("counts as LTV 0")));
+    assert!(e[2]["reasons"][0]
+        .as_str()
+        .is_some_and(|r| r.contains("counts as LTV 0")));
 
     let (code, out, _) = run(&["explain", "gold@shop.test"], &config).await;
     assert_eq!(code, 0);

@@ -27,18 +27,29 @@ async fn reloads(base: &str, result: &str) -> u64 {
 /// Posts a ticket for pending@shop.test (LTV 600) and returns the outcome recorded for it.
 async fn decide(p: &ServeProcess, store: &StateStore, ticket: u64) -> String {
     let http = reqwest::Client::new();
-    let res = post_zendesk_to(&http, &p.base(), &trigger_body(ticket, "pending@shop.test", ""), None)
-        .await
-        .expect("post");
+    let res = post_zendesk_to(
+        &http,
+        &p.base(),
+        &trigger_body(ticket, "pending@shop.test", ""),
+        None,
+    )
+    .await
+    .expect("post");
     assert_eq!(res.status().as_u16(), 202, "no webhook is refused");
     let id = TicketId::parse(&ticket.to_string()).expect("ticket id");
     let deadline = std::time::Instant::now() + WITHIN;
     loop {
-        let rows = store.audit(Some((Source::Zendesk, id)), 10).await.unwrap_or_default();
+        let rows = store
+            .audit(Some((Source::Zendesk, id)), 10)
+            .await
+            .unwrap_or_default();
         if let Some(row) = rows.last() {
             return row.record.outcome.to_string();
         }
-        assert!(std::time::Instant::now() < deadline, "ticket {ticket} was never decided");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ticket {ticket} was never decided"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -56,7 +67,8 @@ fn log(p: &ServeProcess) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_threshold_edited_in_the_config_file_decides_the_next_ticket_without_a_restart() {
     let r = rig(Db::Sqlite, |_| {}).await;
-    let mut p = ServeProcess::start(&r.config, free_port(), &r.dir.path().join("serve.log"), &[]).await;
+    let mut p =
+        ServeProcess::start(&r.config, free_port(), &r.dir.path().join("serve.log"), &[]).await;
     assert_eq!(decide(&p, &r.store, 1).await, "tagged", "600 ≥ 500 → vip");
 
     let text = std::fs::read_to_string(&r.config).expect("config");
@@ -71,9 +83,20 @@ async fn a_threshold_edited_in_the_config_file_decides_the_next_ticket_without_a
         reloads(&p.base(), "ok").await >= 1
     })
     .await;
-    assert_eq!(decide(&p, &r.store, 2).await, "no_tags", "600 < 700: no VIP tag");
-    assert!(r.fake.tags(fake_helpdesk::Helpdesk::Zendesk, "2").is_empty());
-    assert!(log(&p).contains("worker.concurrency"), "the restart-only key is named:\n{}", log(&p));
+    assert_eq!(
+        decide(&p, &r.store, 2).await,
+        "no_tags",
+        "600 < 700: no VIP tag"
+    );
+    assert!(r
+        .fake
+        .tags(fake_helpdesk::Helpdesk::Zendesk, "2")
+        .is_empty());
+    assert!(
+        log(&p).contains("worker.concurrency"),
+        "the restart-only key is named:\n{}",
+        log(&p)
+    );
 
     // An invalid edit: the old policy (700) keeps running and the error names the key.
     edit(&r.config, "min_ltv = \"700\"", "min_ltv = 7.5");
@@ -81,9 +104,20 @@ async fn a_threshold_edited_in_the_config_file_decides_the_next_ticket_without_a
         reloads(&p.base(), "error").await >= 1
     })
     .await;
-    assert!(log(&p).contains("policy.vip_tiers[0].min_ltv"), "{}", log(&p));
-    assert_eq!(decide(&p, &r.store, 3).await, "no_tags", "the 700 threshold still holds");
-    assert!(p.child.try_wait().expect("wait").is_none(), "the service stays up");
+    assert!(
+        log(&p).contains("policy.vip_tiers[0].min_ltv"),
+        "{}",
+        log(&p)
+    );
+    assert_eq!(
+        decide(&p, &r.store, 3).await,
+        "no_tags",
+        "the 700 threshold still holds"
+    );
+    assert!(
+        p.child.try_wait().expect("wait").is_none(),
+        "the service stays up"
+    );
     assert_eq!(reloads(&p.base(), "ok").await, 1);
     p.signal("TERM");
     assert!(p.wait_exit(Duration::from_secs(30)).await.success());
@@ -99,7 +133,8 @@ async fn sighup_rereads_the_config_and_never_stops_the_process() {
     let target = elsewhere.path().join("real.toml");
     std::fs::rename(&r.config, &target).expect("move config");
     std::os::unix::fs::symlink(&target, &r.config).expect("symlink");
-    let mut p = ServeProcess::start(&r.config, free_port(), &r.dir.path().join("serve.log"), &[]).await;
+    let mut p =
+        ServeProcess::start(&r.config, free_port(), &r.dir.path().join("serve.log"), &[]).await;
     assert_eq!(decide(&p, &r.store, 11).await, "tagged");
 
     edit(&target, "min_ltv = \"500\"", "min_ltv = \"700\"");
@@ -116,8 +151,14 @@ async fn sighup_rereads_the_config_and_never_stops_the_process() {
         reloads(&p.base(), "ok").await >= 4
     })
     .await;
-    assert!(p.child.try_wait().expect("wait").is_none(), "SIGHUP stopped the process");
+    assert!(
+        p.child.try_wait().expect("wait").is_none(),
+        "SIGHUP stopped the process"
+    );
     p.signal("TERM");
-    assert!(p.wait_exit(Duration::from_secs(30)).await.success(), "SIGTERM still drains and exits 0");
+    assert!(
+        p.wait_exit(Duration::from_secs(30)).await.success(),
+        "SIGTERM still drains and exits 0"
+    );
     r.drop_dbs().await;
 }

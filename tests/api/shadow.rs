@@ -17,7 +17,11 @@ async fn shadow_mode_records_shadow_decisions_looks_requesters_up_and_writes_no_
         "ticket_id": "2", "requester_email": "", "requester_id": "77", "tags": ""
     })
     .to_string();
-    for body in [trigger_body(1, "gold@shop.test", ""), by_id, trigger_body(3, "small@shop.test", "")] {
+    for body in [
+        trigger_body(1, "gold@shop.test", ""),
+        by_id,
+        trigger_body(3, "small@shop.test", ""),
+    ] {
         assert_eq!(app.post_zendesk(&body, None).await.status().as_u16(), 202);
     }
     let gold = app.wait_for_audit(Source::Zendesk, 1, 1).await;
@@ -36,11 +40,16 @@ async fn shadow_mode_records_shadow_decisions_looks_requesters_up_and_writes_no_
     assert_eq!(small[0].record.outcome, "no_tags");
 
     for ticket in [1, 2, 3] {
-        assert!(app.zendesk_tags(ticket).is_empty(), "ticket {ticket} was tagged");
+        assert!(
+            app.zendesk_tags(ticket).is_empty(),
+            "ticket {ticket} was tagged"
+        );
     }
     let requests = app.fake.requests();
     assert!(
-        requests.iter().any(|r| r.method == "GET" && r.path.contains("/users/77")),
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.path.contains("/users/77")),
         "the requester was not looked up: {requests:?}"
     );
     assert!(

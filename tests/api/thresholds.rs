@@ -33,7 +33,11 @@ struct Seeded {
 /// 150 customers with spread-out LTVs, refunds, pending orders and a few disputers.
 async fn seed(kind: Db) -> (TestDb, Vec<Seeded>) {
     let db = TestDb::create(kind, "ltv_thr").await;
-    let money = if kind == Db::Postgres { "numeric(12,2)" } else { "decimal(12,2)" };
+    let money = if kind == Db::Postgres {
+        "numeric(12,2)"
+    } else {
+        "decimal(12,2)"
+    };
     let mut sql = vec![
         "create table customer (id integer primary key, email varchar(200) not null)".to_string(),
         format!("create table purchase (id integer primary key, customer_id integer not null, amount {money} not null, status varchar(20) not null)"),
@@ -43,7 +47,9 @@ async fn seed(kind: Db) -> (TestDb, Vec<Seeded>) {
     let mut seeded = Vec::new();
     let (mut pid, mut rid, mut did) = (0, 0, 0);
     for c in 1..=150i64 {
-        sql.push(format!("insert into customer (id, email) values ({c}, 'c{c}@shop.test')"));
+        sql.push(format!(
+            "insert into customer (id, email) values ({c}, 'c{c}@shop.test')"
+        ));
         // Amounts in cents, spread over 0.50 … ~5000 (quadratic, so the top is long-tailed).
         let cents = (c * c * 23) % 500_000 + 50;
         let amount = Decimal::new(cents, 2);
@@ -53,7 +59,9 @@ async fn seed(kind: Db) -> (TestDb, Vec<Seeded>) {
         if c % 7 == 0 {
             rid += 1;
             let refund = Decimal::new(cents / 4, 2);
-            sql.push(format!("insert into refund (id, purchase_id, amount) values ({rid}, {pid}, {refund})"));
+            sql.push(format!(
+                "insert into refund (id, purchase_id, amount) values ({rid}, {pid}, {refund})"
+            ));
             ltv -= refund;
         }
         if c % 5 == 0 {
@@ -63,7 +71,9 @@ async fn seed(kind: Db) -> (TestDb, Vec<Seeded>) {
         let disputes = i64::from(c % 13 == 0);
         if disputes > 0 {
             did += 1;
-            sql.push(format!("insert into dispute (id, customer_id) values ({did}, {c})"));
+            sql.push(format!(
+                "insert into dispute (id, customer_id) values ({did}, {c})"
+            ));
         }
         seeded.push(Seeded { ltv, disputes });
     }
@@ -140,12 +150,17 @@ async fn run(args: &[&str], config: &Path) -> (i32, String, String) {
 }
 
 fn dec(v: &Value) -> Decimal {
-    Decimal::from_str(v.as_str().unwrap_or_else(|| panic!("{v} is not a decimal string")))
-        .expect("decimal")
+    Decimal::from_str(
+        v.as_str()
+            .unwrap_or_else(|| panic!("{v} is not a decimal string")),
+    )
+    .expect("decimal")
 }
 
 fn near(v: &Value, expected: f64, what: &str) {
-    let got = v.as_f64().unwrap_or_else(|| panic!("{what}: {v} is not a number"));
+    let got = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: {v} is not a number"));
     assert!((got - expected).abs() < 1e-9, "{what}: {got} ≠ {expected}");
 }
 
@@ -161,7 +176,11 @@ async fn seed_audit(state_url: &str) {
     let now = Millis::now().as_epoch_ms();
     let day = 86_400_000i64;
     // (ticket, ltv, disputes, tags decided, age in days)
-    let rows = [(1, "900.00", 0, "", 1), (2, "3200.00", 0, "vip-gold", 2), (3, "900.00", 0, "", 40)];
+    let rows = [
+        (1, "900.00", 0, "", 1),
+        (2, "3200.00", 0, "vip-gold", 2),
+        (3, "900.00", 0, "", 40),
+    ];
     for (ticket, ltv, disputes, tags, age) in rows {
         sqlx::query(
             "insert into audit (job_id, source, ticket_id, email, ltv, orders, disputes, tags_decided,
@@ -190,7 +209,13 @@ async fn the_figures_equal_those_worked_out_from_the_seeded_rows(kind: Db) {
     let candidate = dir.path().join("candidate.toml");
     std::fs::write(&candidate, CANDIDATE).expect("candidate");
     let (code, out, err) = run(
-        &["thresholds", "--format", "json", "--candidate", candidate.to_str().expect("utf-8")],
+        &[
+            "thresholds",
+            "--format",
+            "json",
+            "--candidate",
+            candidate.to_str().expect("utf-8"),
+        ],
         &cfg,
     )
     .await;
@@ -213,15 +238,24 @@ async fn the_figures_equal_those_worked_out_from_the_seeded_rows(kind: Db) {
         assert_eq!(t["customers"], members.len() as u64, "{tag}");
         near(&t["customer_share"], members.len() as f64 / n as f64, tag);
         let rev: Decimal = members.iter().map(|s| s.ltv).sum();
-        near(&t["revenue_share"], (rev / revenue).to_f64().unwrap_or(0.0), tag);
+        near(
+            &t["revenue_share"],
+            (rev / revenue).to_f64().unwrap_or(0.0),
+            tag,
+        );
     }
     let disputers = seeded.iter().filter(|s| s.disputes > 0).count() as u64;
     assert_eq!(f["current"]["disputers"]["customers"], disputers);
     assert_eq!(f["current"]["disputers"]["tag"], "dispute");
-    let untagged = seeded.iter().filter(|s| tags(1000, 3000, s.ltv, s.disputes).is_empty()).count();
+    let untagged = seeded
+        .iter()
+        .filter(|s| tags(1000, 3000, s.ltv, s.disputes).is_empty())
+        .count();
     assert_eq!(f["current"]["untagged"]["customers"], untagged as u64);
     assert!(
-        seeded.iter().any(|s| s.disputes > 0 && s.ltv >= Decimal::from(3000)),
+        seeded
+            .iter()
+            .any(|s| s.disputes > 0 && s.ltv >= Decimal::from(3000)),
         "the seed must hold a rich disputer, removed from vip-gold by the override"
     );
 
@@ -230,7 +264,11 @@ async fn the_figures_equal_those_worked_out_from_the_seeded_rows(kind: Db) {
     sorted.sort();
     let rank = |k: usize| ((k * n).div_ceil(100)).max(1);
     for k in [50, 75, 90, 95, 99] {
-        assert_eq!(dec(&f["distribution"]["percentiles"][format!("p{k}")]), sorted[rank(k) - 1], "p{k}");
+        assert_eq!(
+            dec(&f["distribution"]["percentiles"][format!("p{k}")]),
+            sorted[rank(k) - 1],
+            "p{k}"
+        );
     }
     for k in [1, 5, 10, 20] {
         assert_eq!(
@@ -249,7 +287,10 @@ async fn the_figures_equal_those_worked_out_from_the_seeded_rows(kind: Db) {
         }
     }
     assert_eq!(f["distribution"]["revenue_80pct"]["customers"], top as u64);
-    assert_eq!(dec(&f["distribution"]["revenue_80pct"]["min_ltv"]), sorted[n - top]);
+    assert_eq!(
+        dec(&f["distribution"]["revenue_80pct"]["min_ltv"]),
+        sorted[n - top]
+    );
 
     // The candidate: who moves, and which of the two recent tickets (40 days is too old) change.
     assert_eq!(f["recent_tickets"]["tickets"], 2);
@@ -257,9 +298,13 @@ async fn the_figures_equal_those_worked_out_from_the_seeded_rows(kind: Db) {
     assert_eq!(f["current"]["recent_tickets"]["vip-gold"], 1);
     // 900.00 (untagged now) and 3200.00 (vip-gold now) are both vip under the candidate.
     assert_eq!(f["candidate"]["recent_tickets"]["vip"], 2);
-    let mut expected: std::collections::BTreeMap<(Vec<String>, Vec<String>), u64> = Default::default();
+    let mut expected: std::collections::BTreeMap<(Vec<String>, Vec<String>), u64> =
+        Default::default();
     for s in &seeded {
-        let (from, to) = (tags(1000, 3000, s.ltv, s.disputes), tags(800, 3500, s.ltv, s.disputes));
+        let (from, to) = (
+            tags(1000, 3000, s.ltv, s.disputes),
+            tags(800, 3500, s.ltv, s.disputes),
+        );
         if from != to {
             *expected.entry((from, to)).or_default() += 1;
         }
@@ -273,7 +318,10 @@ async fn the_figures_equal_those_worked_out_from_the_seeded_rows(kind: Db) {
         let customers = expected.remove(&key).unwrap_or(0);
         assert_eq!(c["customers"], customers, "{key:?}");
         // 900.00 is untagged now and vip under the candidate; 3200.00 drops from gold to vip.
-        let tickets = u64::from(key == (vec![], vec!["vip".into()]) || key == (vec!["vip-gold".into()], vec!["vip".into()]));
+        let tickets = u64::from(
+            key == (vec![], vec!["vip".into()])
+                || key == (vec!["vip-gold".into()], vec!["vip".into()]),
+        );
         assert_eq!(c["tickets"], tickets, "{key:?}");
     }
     assert!(expected.is_empty(), "changes missing: {expected:?}");
@@ -303,15 +351,26 @@ async fn thresholds_plot_writes_a_valid_svg_and_png_and_the_text_report_names_ev
     let cfg = config(dir.path(), &shop, &state_url);
     for ext in ["svg", "png"] {
         let path = dir.path().join(format!("ltv.{ext}"));
-        let (code, out, err) = run(&["thresholds", "--plot", path.to_str().expect("utf-8")], &cfg).await;
+        let (code, out, err) = run(
+            &["thresholds", "--plot", path.to_str().expect("utf-8")],
+            &cfg,
+        )
+        .await;
         assert_eq!(code, 0, "{err}");
         assert!(out.contains("vip-gold") && out.contains("p95"), "{out}");
         let bytes = std::fs::read(&path).expect("plot written");
         if ext == "svg" {
             let text = String::from_utf8(bytes).expect("svg is text");
-            assert!(text.trim_start().starts_with("<svg"), "{}", &text[..80.min(text.len())]);
+            assert!(
+                text.trim_start().starts_with("<svg"),
+                "{}",
+                &text[..80.min(text.len())]
+            );
             assert!(text.trim_end().ends_with("</svg>"));
-            assert!(text.contains("vip-gold ≥ 3000"), "the tier line is labelled");
+            assert!(
+                text.contains("vip-gold ≥ 3000"),
+                "the tier line is labelled"
+            );
             assert!(text.contains("lifetime value"), "the axis is labelled");
         } else {
             let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
@@ -320,9 +379,16 @@ async fn thresholds_plot_writes_a_valid_svg_and_png_and_the_text_report_names_ev
         }
     }
     let bad = dir.path().join("ltv.gif");
-    let (code, _, err) = run(&["thresholds", "--plot", bad.to_str().expect("utf-8")], &cfg).await;
+    let (code, _, err) = run(
+        &["thresholds", "--plot", bad.to_str().expect("utf-8")],
+        &cfg,
+    )
+    .await;
     assert_eq!(code, 1);
-    assert!(err.contains("--plot") && err.contains(".svg or .png"), "{err}");
+    assert!(
+        err.contains("--plot") && err.contains(".svg or .png"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -337,12 +403,18 @@ async fn thresholds_without_a_customers_query_or_with_a_bad_one_names_the_key() 
 
     std::fs::write(
         &path,
-        format!("[orders]\nurl = {:?}\ncustomers_query = \"select email, 'x' as ltv from customer\"\n", shop.url),
+        format!(
+            "[orders]\nurl = {:?}\ncustomers_query = \"select email, 'x' as ltv from customer\"\n",
+            shop.url
+        ),
     )
     .expect("config");
     let (code, _, err) = run(&["thresholds"], &path).await;
     assert_eq!(code, 1);
-    assert!(err.contains("orders.customers_query:") && err.contains("`ltv`"), "{err}");
+    assert!(
+        err.contains("orders.customers_query:") && err.contains("`ltv`"),
+        "{err}"
+    );
     // check-config --query runs it too (with a helpdesk, as `serve` needs one).
     std::fs::write(
         &path,
@@ -357,7 +429,10 @@ async fn thresholds_without_a_customers_query_or_with_a_bad_one_names_the_key() 
     let (code, _, err) = run(&["check-config", "--query"], &path).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("orders.query ran"), "{err}");
-    assert!(err.contains("orders.customers_query:") && err.contains("`ltv`"), "{err}");
+    assert!(
+        err.contains("orders.customers_query:") && err.contains("`ltv`"),
+        "{err}"
+    );
 
     std::fs::write(
         &path,
@@ -366,5 +441,8 @@ async fn thresholds_without_a_customers_query_or_with_a_bad_one_names_the_key() 
     .expect("config");
     let (code, _, err) = run(&["thresholds"], &path).await;
     assert_eq!(code, 2, "an invalid configuration");
-    assert!(err.contains("orders.customers_query: takes no :email"), "{err}");
+    assert!(
+        err.contains("orders.customers_query: takes no :email"),
+        "{err}"
+    );
 }

@@ -51,7 +51,10 @@ pub fn load_policy(path: &Path) -> Result<Policy, ConfigError> {
         )));
     }
     let merged = config::Config::builder()
-        .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+        .add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ))
         .add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Toml))
         .build()
         .and_then(|c| c.try_deserialize::<PolicyOnly>())
@@ -88,8 +91,11 @@ mod tests {
         .expect("write");
         let e = super::load_policy(&path).unwrap_err().to_string();
         assert!(e.contains("policy.vip_tiers[0].min_ltv"), "{e}");
-        std::fs::write(&path, "[policy]\nvip_tiers = [ { tag = \"vip\", min_ltv = \"300\" } ]\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "[policy]\nvip_tiers = [ { tag = \"vip\", min_ltv = \"300\" } ]\n",
+        )
+        .expect("write");
         let p = super::load_policy(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.tiers().len(), 1);
     }
