@@ -83,7 +83,9 @@ pub fn text(f: &Figures) -> String {
             .iter()
             .map(|(tag, n)| format!("{tag} {n}"))
             .collect();
-        let _ = writeln!(out, "  {name:<10} {}", by_tag.join(", "));
+        if !by_tag.is_empty() {
+            let _ = writeln!(out, "  {name:<10} {}", by_tag.join(", "));
+        }
     }
     if let Some(changes) = &f.changes {
         let _ = writeln!(out, "\nchanges (current → candidate)");

@@ -144,11 +144,10 @@ async fn sighup_rereads_the_config_and_never_stops_the_process() {
     })
     .await;
     assert_eq!(decide(&p, &r.store, 12).await, "no_tags");
-    // Signals sent back to back may arrive as one (a pending signal is not queued twice): send
-    // each after the previous reload is counted.
+    // Signals sent together coalesce into one: send each after the previous reload.
     for n in 2..=4 {
         p.signal("HUP");
-        wait_until(WITHIN, "one more reload", || async {
+        wait_until(WITHIN, "another SIGHUP reload", || async {
             reloads(&p.base(), "ok").await >= n
         })
         .await;
