@@ -21,7 +21,7 @@ use crate::http::webhooks::zendesk::SignatureKeys;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::orders::OrderDb;
-use crate::state::{self, StateStore};
+use crate::state::{self, GroupCommitSettings, GroupCommitter, StateStore};
 use crate::worker::Worker;
 
 pub struct Application {
@@ -52,8 +52,18 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let draining = Arc::new(AtomicBool::new(false));
 
+        // Spawned here, on the main runtime, which owns every pooled connection.
+        let committer = GroupCommitter::spawn(
+            store.clone(),
+            GroupCommitSettings {
+                window: settings.state.group_commit_window,
+                max_batch: settings.state.group_commit_max_batch,
+            },
+            Some(metrics.ingest_commit_batch_size.clone()),
+        );
         let state = web::Data::new(AppState {
             store: store.clone(),
+            committer,
             orders: orders.clone(),
             metrics: metrics.clone(),
             zendesk_keys: settings.zendesk.as_ref().map(|z| SignatureKeys {

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub order_lookup_seconds: Histogram,
     /// Jobs by `state` (queued|running|dead), sampled when /metrics is scraped.
     pub jobs_in_state: IntGaugeVec,
+    /// Webhook events per group-commit transaction.
+    pub ingest_commit_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -56,6 +58,16 @@ impl Metrics {
         registry.register(Box::new(helpdesk_requests.clone()))?;
         registry.register(Box::new(order_lookup_seconds.clone()))?;
         registry.register(Box::new(jobs_in_state.clone()))?;
+        let ingest_commit_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "ingest_commit_batch_size",
+                "Webhook events committed per state-DB transaction (group commit)",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
+        )?;
+        registry.register(Box::new(ingest_commit_batch_size.clone()))?;
         Ok(Metrics {
             registry,
             webhooks_received,
@@ -63,6 +75,7 @@ impl Metrics {
             helpdesk_requests,
             order_lookup_seconds,
             jobs_in_state,
+            ingest_commit_batch_size,
         })
     }
 

@@ -10,6 +10,7 @@
 //! | file | mechanism |
 //! |---|---|
 //! | `inbox.rs` | commit an event and its job in one transaction, coalescing per ticket |
+//! | `group_commit.rs` | the committer: events of concurrent webhooks in one transaction |
 //! | `queue.rs` | claim due jobs under a lease; the [`LeasedJob`] handle (renew, finish, retry, release) |
 //! | `reclaim.rs` | expired leases back to the queue; corrupt rows parked |
 //! | `dead_letters.rs` | list and replay dead-lettered jobs |
@@ -18,6 +19,7 @@
 
 mod audit;
 mod dead_letters;
+mod group_commit;
 mod inbox;
 mod queue;
 mod reclaim;
@@ -32,6 +34,7 @@ use sqlx::AnyPool;
 
 pub use audit::{AuditRecord, AuditRow};
 pub use dead_letters::{JobRow, QueueDepth};
+pub use group_commit::{CommitError, GroupCommitSettings, GroupCommitter};
 pub use inbox::{Enqueued, NewEvent};
 pub use queue::{Final, Job, LeasedJob};
 pub use retention::prune_periodically;

@@ -4,6 +4,7 @@ mod helpers;
 mod support;
 
 mod faults;
+mod group_commit;
 mod ingest;
 mod orders;
 mod process;

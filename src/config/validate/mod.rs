@@ -116,6 +116,14 @@ fn state(st: &StateSettings, errs: &mut Vec<String>) {
     if st.connect_timeout.is_zero() {
         errs.push("state.connect_timeout: must be more than 0s".into());
     }
+    if st.group_commit_window > Duration::from_secs(1) {
+        errs.push(
+            "state.group_commit_window: must be at most 1s (a webhook may wait this long)".into(),
+        );
+    }
+    if !(1..=1000).contains(&st.group_commit_max_batch) {
+        errs.push("state.group_commit_max_batch: must be between 1 and 1000".into());
+    }
 }
 
 fn worker(w: &WorkerSettings, errs: &mut Vec<String>) {
