@@ -79,75 +79,45 @@ impl StateStore {
     /// Commits the inbox row and its job in one transaction.
     pub async fn enqueue(&self, ev: &NewEvent, now: Millis) -> Result<Enqueued, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let enqueued = insert_event(&mut tx, ev, now).await?;
-        if enqueued == Enqueued::Duplicate {
+        let inbox_id: Option<i64> = sqlx::query_scalar(INSERT_INBOX)
+            .bind(ev.source.as_str())
+            .bind(&ev.dedupe_key)
+            .bind(ev.ticket_id.to_string())
+            .bind(&ev.event_type)
+            .bind(&ev.body)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(inbox_id) = inbox_id else {
             tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(enqueued)
-    }
-
-    /// Commits every event of a batch in one transaction, in order: all are stored or none.
-    /// A dedupe key or ticket that repeats inside the batch is recognised as it would be across
-    /// two transactions (a duplicate; a coalesced job).
-    pub async fn enqueue_batch(
-        &self,
-        events: &[&NewEvent],
-        now: Millis,
-    ) -> Result<Vec<Enqueued>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut out = Vec::with_capacity(events.len());
-        for ev in events {
-            out.push(insert_event(&mut tx, ev, now).await?);
-        }
+            return Ok(Enqueued::Duplicate);
+        };
+        let (email, id) = match &ev.requester {
+            Some(Requester::Email(e)) => (Some(e.as_str()), None),
+            Some(Requester::Id(id)) => (None, Some(id.as_str())),
+            None => (None, None),
+        };
+        let row = sqlx::query(&UPSERT_JOB)
+            .bind(ev.source.as_str())
+            .bind(ev.ticket_id.to_string())
+            .bind(email)
+            .bind(id)
+            .bind(join_tags(&ev.ticket_tags))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        let job_id: JobId = row.try_get("id")?;
+        let event_count: i64 = row.try_get("event_count")?;
+        sqlx::query("update inbox set job_id = $1 where id = $2")
+            .bind(job_id)
+            .bind(inbox_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(out)
+        Ok(if event_count > 1 {
+            Enqueued::Coalesced(job_id)
+        } else {
+            Enqueued::Queued(job_id)
+        })
     }
-}
-
-/// The inbox row and its job, inside the caller's transaction.
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ev: &NewEvent,
-    now: Millis,
-) -> Result<Enqueued, sqlx::Error> {
-    let inbox_id: Option<i64> = sqlx::query_scalar(INSERT_INBOX)
-        .bind(ev.source.as_str())
-        .bind(&ev.dedupe_key)
-        .bind(ev.ticket_id.to_string())
-        .bind(&ev.event_type)
-        .bind(&ev.body)
-        .bind(now)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(inbox_id) = inbox_id else {
-        return Ok(Enqueued::Duplicate);
-    };
-    let (email, id) = match &ev.requester {
-        Some(Requester::Email(e)) => (Some(e.as_str()), None),
-        Some(Requester::Id(id)) => (None, Some(id.as_str())),
-        None => (None, None),
-    };
-    let row = sqlx::query(&UPSERT_JOB)
-        .bind(ev.source.as_str())
-        .bind(ev.ticket_id.to_string())
-        .bind(email)
-        .bind(id)
-        .bind(join_tags(&ev.ticket_tags))
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await?;
-    let job_id: JobId = row.try_get("id")?;
-    let event_count: i64 = row.try_get("event_count")?;
-    sqlx::query("update inbox set job_id = $1 where id = $2")
-        .bind(job_id)
-        .bind(inbox_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(if event_count > 1 {
-        Enqueued::Coalesced(job_id)
-    } else {
-        Enqueued::Queued(job_id)
-    })
 }

@@ -10,6 +10,7 @@
 //! | file | mechanism |
 //! |---|---|
 //! | `inbox.rs` | commit an event and its job in one transaction, coalescing per ticket |
+//! | `inbox_batch.rs` | the same for a whole batch of events: one transaction, three statements |
 //! | `group_commit.rs` | the committer: events of concurrent webhooks in one transaction |
 //! | `queue.rs` | claim due jobs under a lease; the [`LeasedJob`] handle (renew, finish, retry, release) |
 //! | `reclaim.rs` | expired leases back to the queue; corrupt rows parked |
@@ -21,6 +22,7 @@ mod audit;
 mod dead_letters;
 mod group_commit;
 mod inbox;
+mod inbox_batch;
 mod queue;
 mod reclaim;
 mod retention;

@@ -9,11 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_helpdesk::Helpdesk;
+use ltv_tagger::clock::Millis;
+use ltv_tagger::config::RawSettings;
+use ltv_tagger::domain::{CustomerEmail, Requester, RequesterId, Source, TicketId};
+use ltv_tagger::state::{NewEvent, StateStore};
 use tokio::task::JoinSet;
 
 use crate::helpers::{
     free_port, post_zendesk_to, rig, spawn_app, trigger_body, wait_until, AppOptions, Db,
-    ServeProcess, TestApp,
+    ServeProcess, TestApp, TestDb,
 };
 
 const EMAIL: &str = "gold@shop.test";
@@ -306,4 +310,117 @@ async fn a_sigkill_during_group_commit_loses_no_acknowledged_event_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_during_group_commit_loses_no_acknowledged_event_on_postgres() {
     sigkill_during_group_commit_loses_no_acknowledged_event(Db::Postgres).await;
+}
+
+fn event(ticket: u64, key: &str, requester: Option<&str>, tags: &[&str]) -> NewEvent {
+    NewEvent {
+        source: Source::Zendesk,
+        ticket_id: TicketId::parse(&ticket.to_string()).expect("ticket id"),
+        event_type: "ticket.updated".into(),
+        requester: requester.map(|r| match r.contains('@') {
+            true => Requester::Email(CustomerEmail::parse(r).expect("email")),
+            false => Requester::Id(RequesterId::parse(r).expect("requester id")),
+        }),
+        ticket_tags: tags.iter().map(|t| t.to_string()).collect(),
+        dedupe_key: format!("delivery:{key}"),
+        body: format!("{{\"ticket_id\":\"{ticket}\"}}"),
+    }
+}
+
+/// Jobs (ticket, email, requester id, tags, event count) and inbox rows (key, its job's ticket).
+async fn rows(
+    store: &StateStore,
+) -> (
+    Vec<(String, Option<String>, Option<String>, String, i64)>,
+    Vec<(String, String)>,
+) {
+    let jobs = sqlx::query_as(
+        "select ticket_id, requester_email, requester_id, ticket_tags, event_count from job
+         order by ticket_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("jobs");
+    let inbox = sqlx::query_as(
+        "select i.dedupe_key, j.ticket_id from inbox i join job j on j.id = i.job_id
+         order by i.dedupe_key",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("inbox");
+    (jobs, inbox)
+}
+
+async fn a_batch_commits_what_one_transaction_per_event_would(state: Db) {
+    let (one, batch) = (
+        TestDb::create(state, "ltv_one").await,
+        TestDb::create(state, "ltv_batch").await,
+    );
+    let mut stores = Vec::new();
+    for db in [&one, &batch] {
+        let mut raw = RawSettings::load(None, "LTV_TAGGER_TEST_NOT_SET").expect("defaults");
+        raw.state.url = db.url.clone();
+        let store = StateStore::connect_lazy(&raw.state).expect("store");
+        store.migrate().await.expect("migrate");
+        // Before the batch: a delivery already stored, and a waiting job for ticket 11.
+        store
+            .enqueue(
+                &event(11, "k0", Some("first@shop.test"), &["old"]),
+                Millis::now(),
+            )
+            .await
+            .expect("enqueue");
+        stores.push(store);
+    }
+    let events = [
+        event(11, "k0", None, &[]),                   // stored before: duplicate
+        event(11, "k1", Some("77"), &["a"]),          // coalesced into the waiting job
+        event(10, "k2", Some("a@shop.test"), &["x"]), // a new job
+        event(10, "k2", Some("a@shop.test"), &["x"]), // the same delivery again: duplicate
+        event(10, "k3", Some("5"), &["y", "z"]),      // coalesced, latest tags
+        event(12, "k4", None, &[]),                   // a new job, no requester
+        event(10, "k5", Some("b@shop.test"), &[]),    // coalesced, latest email
+    ];
+    let now = Millis::now();
+    let mut sequential = Vec::new();
+    for ev in &events {
+        sequential.push(stores[0].enqueue(ev, now).await.expect("enqueue").status());
+    }
+    let refs: Vec<&NewEvent> = events.iter().collect();
+    let batched: Vec<&str> = stores[1]
+        .enqueue_batch(&refs, now)
+        .await
+        .expect("enqueue_batch")
+        .into_iter()
+        .map(|e| e.status())
+        .collect();
+    assert_eq!(
+        batched,
+        [
+            "duplicate",
+            "coalesced",
+            "queued",
+            "duplicate",
+            "coalesced",
+            "queued",
+            "coalesced"
+        ]
+    );
+    assert_eq!(batched, sequential);
+    assert_eq!(rows(&stores[1]).await, rows(&stores[0]).await);
+    for s in &stores {
+        s.pool().close().await;
+    }
+    one.drop_db().await;
+    batch.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_what_one_transaction_per_event_would_on_sqlite() {
+    a_batch_commits_what_one_transaction_per_event_would(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_what_one_transaction_per_event_would_on_postgres() {
+    a_batch_commits_what_one_transaction_per_event_would(Db::Postgres).await;
 }
