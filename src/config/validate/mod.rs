@@ -173,4 +173,21 @@ mod tests {
             "{errs:?}"
         );
     }
+
+    #[test]
+    fn group_commit_limits_are_named() {
+        let errs = errors_of("[state]\ngroup_commit_window = \"2s\"\ngroup_commit_max_batch = 0\n");
+        for key in [
+            "state.group_commit_window:",
+            "state.group_commit_max_batch:",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(key)), "{key} in {errs:?}");
+        }
+        let errs = errors_of("[state]\ngroup_commit_max_batch = 1001\n");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("state.group_commit_max_batch:")),
+            "{errs:?}"
+        );
+    }
 }
