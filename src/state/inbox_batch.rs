@@ -5,7 +5,8 @@
 //! event: (1) the inbox rows, a repeated dedupe key skipped (`on conflict do nothing`); (2) one
 //! job per ticket, the ticket's events folded first as sequential upserts would fold them (the
 //! latest requester and tags win, `event_count` grows by the number of events); (3) each inbox
-//! row linked to its job.
+//! row linked to its job. The statements' text depends on the batch size, so they are not kept
+//! in the connection's statement cache (they would push out the queue's hot statements).
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -63,7 +64,7 @@ impl StateStore {
         sql.push_str(
             " on conflict (source, dedupe_key) do nothing returning id, source, dedupe_key",
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&sql).persistent(false);
         for ev in events {
             q = q
                 .bind(ev.source.as_str())
@@ -152,7 +153,7 @@ impl StateStore {
               returning id, source, ticket_id, event_count",
             queued = JobState::Queued
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&sql).persistent(false);
         for t in &tickets {
             q = q
                 .bind(t.source)
@@ -206,7 +207,7 @@ impl StateStore {
             let _ = write!(sql, "{sep}${}", 2 * k + 1);
         }
         sql.push(')');
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&sql).persistent(false);
         for (inbox_id, job_id) in &links {
             q = q.bind(inbox_id).bind(job_id);
         }
