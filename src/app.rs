@@ -58,6 +58,12 @@ impl Application {
             GroupCommitSettings {
                 window: settings.state.group_commit_window,
                 max_batch: settings.state.group_commit_max_batch,
+                parallel: match store.backend() {
+                    state::Backend::Sqlite => 1,
+                    state::Backend::Postgres => {
+                        (settings.state.max_connections as usize / 2).clamp(1, 8)
+                    }
+                },
             },
             Some(metrics.ingest_commit_batch_size.clone()),
         );

@@ -5,13 +5,14 @@
 //! `state.group_commit_max_batch`, and commits them with [`StateStore::enqueue_batch`]. Each
 //! request is answered only from the outcome of the transaction that holds its event: a failed
 //! batch fails every request in it, and none of its events is stored. While a batch commits, the
-//! next one gathers, so under load the batches grow without any added wait.
+//! next one gathers, so under load the batches grow without any added wait. On PostgreSQL
+//! several batches commit at once (half the pool, at most 8), each on its own connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Histogram;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{Enqueued, NewEvent, StateStore};
 use crate::clock::Millis;
@@ -23,6 +24,9 @@ pub struct GroupCommitSettings {
     pub window: Duration,
     /// Events per transaction at most.
     pub max_batch: usize,
+    /// Batches committed at once (1 on SQLite, which has one writer; several on PostgreSQL,
+    /// whose batches lock rows in one order, so concurrent batches cannot deadlock).
+    pub parallel: usize,
 }
 
 /// Why an event was not committed.
@@ -57,10 +61,9 @@ impl GroupCommitter {
         settings: GroupCommitSettings,
         batch_sizes: Option<Histogram>,
     ) -> GroupCommitter {
-        let max_batch = settings.max_batch.max(1);
         // Room for a few batches: beyond that, requests wait for their turn to be queued.
-        let (tx, rx) = mpsc::channel(max_batch.saturating_mul(4));
-        tokio::spawn(run(store, rx, settings.window, max_batch, batch_sizes));
+        let (tx, rx) = mpsc::channel(settings.max_batch.max(1).saturating_mul(4));
+        tokio::spawn(run(store, rx, settings, batch_sizes));
         GroupCommitter { tx }
     }
 
@@ -78,17 +81,23 @@ impl GroupCommitter {
 async fn run(
     store: StateStore,
     mut rx: mpsc::Receiver<Pending>,
-    window: Duration,
-    max_batch: usize,
+    settings: GroupCommitSettings,
     batch_sizes: Option<Histogram>,
 ) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    let max_batch = settings.max_batch.max(1);
+    let in_flight = Arc::new(Semaphore::new(settings.parallel.max(1)));
     loop {
+        // A batch starts gathering only when it can be committed at once: while every commit
+        // slot is busy, arrivals wait in the channel and make the next batch bigger.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
         if rx.recv_many(&mut batch, max_batch).await == 0 {
             return;
         }
-        if !window.is_zero() {
-            let deadline = tokio::time::Instant::now() + window;
+        if !settings.window.is_zero() {
+            let deadline = tokio::time::Instant::now() + settings.window;
             while batch.len() < max_batch {
                 let room = max_batch - batch.len();
                 match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
@@ -105,12 +114,16 @@ async fn run(
         if let Some(h) = &batch_sizes {
             h.observe(batch.len() as f64);
         }
-        commit(&store, &mut batch).await;
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit(&store, batch).await;
+            drop(permit);
+        });
     }
 }
 
-/// Commits the batch and answers every request in it (emptying it).
-async fn commit(store: &StateStore, batch: &mut Vec<Pending>) {
+/// Commits the batch and answers every request in it.
+async fn commit(store: &StateStore, mut batch: Vec<Pending>) {
     let now = Millis::now();
     let result = {
         let events: Vec<&NewEvent> = batch.iter().map(|p| &p.event).collect();

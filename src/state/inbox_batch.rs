@@ -5,7 +5,8 @@
 //! event: (1) the inbox rows, a repeated dedupe key skipped (`on conflict do nothing`); (2) one
 //! job per ticket, the ticket's events folded first as sequential upserts would fold them (the
 //! latest requester and tags win, `event_count` grows by the number of events); (3) each inbox
-//! row linked to its job. The statements' text depends on the batch size, so they are not kept
+//! row linked to its job. Rows are written in key order, so that batches committed at once on
+//! PostgreSQL take their locks in one order and cannot deadlock. The statements' text depends on the batch size, so they are not kept
 //! in the connection's statement cache (they would push out the queue's hot statements).
 
 use std::collections::HashMap;
@@ -64,8 +65,14 @@ impl StateStore {
         sql.push_str(
             " on conflict (source, dedupe_key) do nothing returning id, source, dedupe_key",
         );
+        // Rows go in key order (a stable sort: the first of two equal keys stays first), and
+        // tickets below in ticket order, so batches committed at once lock in one order.
+        let mut order: Vec<&NewEvent> = events.to_vec();
+        order.sort_by(|a, b| {
+            (a.source.as_str(), &a.dedupe_key).cmp(&(b.source.as_str(), &b.dedupe_key))
+        });
         let mut q = sqlx::query(&sql).persistent(false);
-        for ev in events {
+        for ev in order {
             q = q
                 .bind(ev.source.as_str())
                 .bind(&ev.dedupe_key)
@@ -122,6 +129,7 @@ impl StateStore {
             tx.rollback().await?;
             return Ok(out);
         }
+        tickets.sort_by(|a, b| (a.source, &a.ticket).cmp(&(b.source, &b.ticket)));
         let now_param = tickets.len() * 6 + 1;
         let mut sql = String::from(
             "insert into job (source, ticket_id, requester_email, requester_id, ticket_tags,

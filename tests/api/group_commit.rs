@@ -424,3 +424,62 @@ async fn a_batch_commits_what_one_transaction_per_event_would_on_sqlite() {
 async fn a_batch_commits_what_one_transaction_per_event_would_on_postgres() {
     a_batch_commits_what_one_transaction_per_event_would(Db::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_on_postgres_sharing_tickets_and_deliveries_never_deadlock() {
+    const CLIENTS: usize = 32;
+    const PER_CLIENT: usize = 40;
+    // Small batches, several committed at once (PostgreSQL: half of the pool of 10).
+    let app = spawn_app(AppOptions {
+        state: Db::Postgres,
+        tweak: Box::new(|raw| {
+            raw.state.group_commit_window = Duration::ZERO;
+            raw.state.group_commit_max_batch = 4;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let mut set = JoinSet::new();
+    for c in 0..CLIENTS {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        set.spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..PER_CLIENT {
+                // 8 tickets and 200 deliveries shared by all clients, in different orders.
+                let n = (c * 7 + i * 13) % 200;
+                let body = trigger_body((n % 8) as u64 + 1, EMAIL, "");
+                let res = post_zendesk_to(&http, &base, &body, Some(&format!("inv-{n}")))
+                    .await
+                    .expect("request");
+                statuses.push(res.status().as_u16());
+            }
+            statuses
+        });
+    }
+    let statuses: Vec<u16> = set.join_all().await.into_iter().flatten().collect();
+    let refused = statuses.iter().filter(|s| **s != 202).count();
+    assert_eq!(
+        refused,
+        0,
+        "{refused} of {} webhooks not answered 202",
+        statuses.len()
+    );
+    let (count, sum) = batches(&app.http, &app.base).await;
+    println!(
+        "{} webhooks in {count} batches ({sum} events)",
+        statuses.len()
+    );
+    let distinct: HashSet<usize> = (0..CLIENTS)
+        .flat_map(|c| (0..PER_CLIENT).map(move |i| (c * 7 + i * 13) % 200))
+        .collect();
+    assert_eq!(
+        app.count("inbox").await,
+        distinct.len() as i64,
+        "one inbox row per delivery"
+    );
+    app.wait_idle(Duration::from_secs(60)).await;
+    for t in 1..=8 {
+        assert_eq!(app.zendesk_tags(t), ["vip-gold"], "ticket {t}");
+    }
+    app.stop().await;
+}
