@@ -22,7 +22,7 @@ use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::orders::{OrderDb, OrdersError};
 use crate::reload::Reloader;
-use crate::state::{self, StateStore};
+use crate::state::{self, GroupCommitSettings, GroupCommitter, StateStore};
 use crate::worker::Worker;
 
 pub struct Application {
@@ -75,8 +75,24 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let draining = Arc::new(AtomicBool::new(false));
 
+        // Spawned here, on the main runtime, which owns every pooled connection.
+        let committer = GroupCommitter::spawn(
+            store.clone(),
+            GroupCommitSettings {
+                window: settings.state.group_commit_window,
+                max_batch: settings.state.group_commit_max_batch,
+                parallel: match store.backend() {
+                    state::Backend::Sqlite => 1,
+                    state::Backend::Postgres => {
+                        (settings.state.max_connections as usize / 2).clamp(1, 8)
+                    }
+                },
+            },
+            Some(metrics.ingest_commit_batch_size.clone()),
+        );
         let state = web::Data::new(AppState {
             store: store.clone(),
+            committer,
             orders: orders.clone(),
             metrics: metrics.clone(),
             zendesk_keys: settings.zendesk.as_ref().map(|z| SignatureKeys {

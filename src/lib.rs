@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! http::webhooks   read the body (bounded) → verify signature/token on the raw bytes → parse
-//! state::inbox     commit inbox row + job in one transaction → 202
+//! state::group_commit  commit inbox row + job, with the batch it arrived in, in one transaction → 202
 //! worker           claim the job under a lease (state::queue) →
 //!   pipeline         resolve the requester (helpdesk) → LTV + disputes (orders) →
 //!                    decide (policy, pure) → write tags (helpdesk, paced by rate_budget)

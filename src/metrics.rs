@@ -25,6 +25,8 @@ pub struct Metrics {
     pub shadow_decisions: IntCounterVec,
     /// `result` (ok|error): configuration reloads (SIGHUP or the `--config` file changed).
     pub config_reloads: IntCounterVec,
+    /// Webhook events per group-commit transaction.
+    pub ingest_commit_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -85,6 +87,16 @@ impl Metrics {
         for result in ["ok", "error"] {
             config_reloads.with_label_values(&[result]);
         }
+        let ingest_commit_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "ingest_commit_batch_size",
+                "Webhook events committed per state-DB transaction (group commit)",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
+        )?;
+        registry.register(Box::new(ingest_commit_batch_size.clone()))?;
         Ok(Metrics {
             registry,
             webhooks_received,
@@ -95,6 +107,7 @@ impl Metrics {
             zendesk_test_signed,
             shadow_decisions,
             config_reloads,
+            ingest_commit_batch_size,
         })
     }
 

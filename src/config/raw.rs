@@ -54,6 +54,11 @@ pub struct StateSettings {
     pub dedupe_window: Duration,
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Group commit: how long a batch of webhook events waits for more after its first.
+    #[serde(with = "humantime_serde")]
+    pub group_commit_window: Duration,
+    /// Group commit: webhook events per transaction at most.
+    pub group_commit_max_batch: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

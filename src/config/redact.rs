@@ -74,6 +74,8 @@ impl std::fmt::Debug for StateSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("dedupe_window", &self.dedupe_window)
             .field("retention", &self.retention)
+            .field("group_commit_window", &self.group_commit_window)
+            .field("group_commit_max_batch", &self.group_commit_max_batch)
             .finish()
     }
 }

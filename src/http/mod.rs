@@ -18,12 +18,14 @@ use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 use crate::orders::OrderDb;
-use crate::state::StateStore;
+use crate::state::{GroupCommitter, StateStore};
 use webhooks::zendesk::SignatureKeys;
 
 /// What the HTTP handlers share.
 pub struct AppState {
     pub store: StateStore,
+    /// Commits webhook events in groups (see `state/group_commit.rs`).
+    pub committer: GroupCommitter,
     pub orders: OrderDb,
     pub metrics: Metrics,
     pub zendesk_keys: Option<SignatureKeys>,

@@ -10,6 +10,8 @@
 //! | file | mechanism |
 //! |---|---|
 //! | `inbox.rs` | commit an event and its job in one transaction, coalescing per ticket |
+//! | `inbox_batch.rs` | the same for a whole batch of events: one transaction, three statements |
+//! | `group_commit.rs` | the committer: events of concurrent webhooks in one transaction |
 //! | `queue.rs` | claim due jobs under a lease; the [`LeasedJob`] handle (renew, finish, retry, release) |
 //! | `reclaim.rs` | expired leases back to the queue; corrupt rows parked |
 //! | `dead_letters.rs` | list and replay dead-lettered jobs |
@@ -20,7 +22,9 @@
 mod audit;
 mod db_clock;
 mod dead_letters;
+mod group_commit;
 mod inbox;
+mod inbox_batch;
 mod notes;
 mod queue;
 mod reclaim;
@@ -37,6 +41,7 @@ use crate::connect_error::{describe_db, diagnose_pool_timeout};
 
 pub use audit::{AuditFilter, AuditRecord, AuditRow};
 pub use dead_letters::{JobRow, QueueDepth};
+pub use group_commit::{CommitError, GroupCommitSettings, GroupCommitter};
 pub use inbox::{Enqueued, NewEvent};
 pub use queue::{Final, Job, LeasedJob};
 pub use retention::prune_periodically;

@@ -9,6 +9,7 @@ mod bad_input;
 mod connection_errors;
 mod dedupe_keys;
 mod faults;
+mod group_commit;
 mod healthcheck;
 mod helpdesk_answers;
 mod index_check;

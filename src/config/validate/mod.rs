@@ -117,6 +117,14 @@ fn state(st: &StateSettings, errs: &mut Vec<String>) {
     if st.connect_timeout.is_zero() {
         errs.push("state.connect_timeout: must be more than 0s".into());
     }
+    if st.group_commit_window > Duration::from_secs(1) {
+        errs.push(
+            "state.group_commit_window: must be at most 1s (a webhook may wait this long)".into(),
+        );
+    }
+    if !(1..=1000).contains(&st.group_commit_max_batch) {
+        errs.push("state.group_commit_max_batch: must be between 1 and 1000".into());
+    }
 }
 
 fn worker(w: &WorkerSettings, errs: &mut Vec<String>) {
@@ -169,6 +177,23 @@ mod tests {
         let errs = errors_of("");
         assert!(
             errs.iter().any(|e| e.starts_with("orders.url:")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn group_commit_limits_are_named() {
+        let errs = errors_of("[state]\ngroup_commit_window = \"2s\"\ngroup_commit_max_batch = 0\n");
+        for key in [
+            "state.group_commit_window:",
+            "state.group_commit_max_batch:",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(key)), "{key} in {errs:?}");
+        }
+        let errs = errors_of("[state]\ngroup_commit_max_batch = 1001\n");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("state.group_commit_max_batch:")),
             "{errs:?}"
         );
     }

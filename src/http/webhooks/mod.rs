@@ -145,19 +145,11 @@ async fn commit(
         body: String::from_utf8_lossy(body).into_owned(),
     };
     let (source, ticket_id) = (new.source, new.ticket_id);
-    let store = state.store.clone();
     let enqueued = state
-        .on_main(async move {
-            match store.enqueue(&new, now).await {
-                Ok(e) => Ok(e),
-                Err(e) => Err(store.explain(e).await),
-            }
-        })
+        .committer
+        .enqueue(new)
         .await
-        .map_err(WebhookError::Unavailable)?
-        .map_err(|e| {
-            WebhookError::Unavailable(anyhow::Error::new(e).context("state DB commit failed"))
-        })?;
+        .map_err(|e| WebhookError::Unavailable(anyhow::Error::new(e)))?;
     let job_id = enqueued.job_id();
     if job_id.is_some() {
         state.wake_workers.notify_one();

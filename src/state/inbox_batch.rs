@@ -1,0 +1,226 @@
+//! The inbox commit of a whole batch of events in one transaction and three statements.
+//!
+//! It does what [`StateStore::enqueue`] would do for each event in turn, but with one multi-row
+//! statement per step, so a batch costs three round trips to the database rather than three per
+//! event: (1) the inbox rows, a repeated dedupe key skipped (`on conflict do nothing`); (2) one
+//! job per ticket, the ticket's events folded first as sequential upserts would fold them (the
+//! latest requester and tags win, `event_count` grows by the number of events); (3) each inbox
+//! row linked to its job. Rows are written in key order, so that batches committed at once on
+//! PostgreSQL take their locks in one order and cannot deadlock. The statements' text depends on the batch size, so they are not kept
+//! in the connection's statement cache (they would push out the queue's hot statements).
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use sqlx::Row;
+
+use super::{join_tags, Enqueued, NewEvent, StateStore};
+use crate::clock::Millis;
+use crate::domain::{JobId, JobState, Requester};
+
+/// One ticket's events of the batch that were not duplicates, folded into one job upsert.
+struct TicketJob<'a> {
+    source: &'a str,
+    ticket: String,
+    email: Option<&'a str>,
+    requester_id: Option<&'a str>,
+    tags: String,
+    /// Indexes into the batch, in order.
+    events: Vec<usize>,
+}
+
+impl StateStore {
+    /// Commits every event of a batch in one transaction: all are stored or none. A dedupe key
+    /// or ticket that repeats inside the batch is recognised as it would be across separate
+    /// transactions (the later delivery a duplicate; the later event coalesced).
+    pub async fn enqueue_batch(
+        &self,
+        events: &[&NewEvent],
+        now: Millis,
+    ) -> Result<Vec<Enqueued>, sqlx::Error> {
+        let mut out = vec![Enqueued::Duplicate; events.len()];
+        if events.is_empty() {
+            return Ok(out);
+        }
+        let mut tx = self.pool.begin().await?;
+
+        // 1. Inbox rows; a key already stored, or earlier in the batch, returns no row.
+        let mut sql = String::from(
+            "insert into inbox (source, dedupe_key, ticket_id, event_type, body, received_at) values ",
+        );
+        let now_param = events.len() * 5 + 1;
+        for i in 0..events.len() {
+            let b = i * 5;
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                sql,
+                "{sep}(${}, ${}, ${}, ${}, ${}, ${now_param})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            );
+        }
+        sql.push_str(
+            " on conflict (source, dedupe_key) do nothing returning id, source, dedupe_key",
+        );
+        // Rows go in key order (a stable sort: the first of two equal keys stays first), and
+        // tickets below in ticket order, so batches committed at once lock in one order.
+        let mut order: Vec<&NewEvent> = events.to_vec();
+        order.sort_by(|a, b| {
+            (a.source.as_str(), &a.dedupe_key).cmp(&(b.source.as_str(), &b.dedupe_key))
+        });
+        let mut q = sqlx::query(&sql).persistent(false);
+        for ev in order {
+            q = q
+                .bind(ev.source.as_str())
+                .bind(&ev.dedupe_key)
+                .bind(ev.ticket_id.to_string())
+                .bind(&ev.event_type)
+                .bind(&ev.body);
+        }
+        let rows = q.bind(now).fetch_all(&mut *tx).await?;
+        let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            inserted.insert(
+                (row.try_get("source")?, row.try_get("dedupe_key")?),
+                row.try_get("id")?,
+            );
+        }
+        // The first event holding a key got its row; any later one with that key is a duplicate.
+        let mut inbox_ids: Vec<Option<i64>> = vec![None; events.len()];
+        for (i, ev) in events.iter().enumerate() {
+            inbox_ids[i] =
+                inserted.remove(&(ev.source.as_str().to_string(), ev.dedupe_key.clone()));
+        }
+
+        // 2. One job upsert per ticket.
+        let mut tickets: Vec<TicketJob<'_>> = Vec::new();
+        let mut by_ticket: HashMap<(&str, String), usize> = HashMap::new();
+        for (i, ev) in events.iter().enumerate() {
+            if inbox_ids[i].is_none() {
+                continue;
+            }
+            let (email, requester_id) = match &ev.requester {
+                Some(Requester::Email(e)) => (Some(e.as_str()), None),
+                Some(Requester::Id(id)) => (None, Some(id.as_str())),
+                None => (None, None),
+            };
+            let key = (ev.source.as_str(), ev.ticket_id.to_string());
+            let slot = *by_ticket.entry(key.clone()).or_insert_with(|| {
+                tickets.push(TicketJob {
+                    source: key.0,
+                    ticket: key.1,
+                    email: None,
+                    requester_id: None,
+                    tags: String::new(),
+                    events: Vec::new(),
+                });
+                tickets.len() - 1
+            });
+            let t = &mut tickets[slot];
+            t.email = email.or(t.email);
+            t.requester_id = requester_id.or(t.requester_id);
+            t.tags = join_tags(&ev.ticket_tags);
+            t.events.push(i);
+        }
+        if tickets.is_empty() {
+            tx.rollback().await?;
+            return Ok(out);
+        }
+        tickets.sort_by(|a, b| (a.source, &a.ticket).cmp(&(b.source, &b.ticket)));
+        let now_param = tickets.len() * 6 + 1;
+        let mut sql = String::from(
+            "insert into job (source, ticket_id, requester_email, requester_id, ticket_tags,
+                              event_count, state, attempts, run_at, created_at, updated_at) values ",
+        );
+        for i in 0..tickets.len() {
+            let b = i * 6;
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                sql,
+                "{sep}(${}, ${}, ${}, ${}, ${}, ${}, '{queued}', 0, ${now_param}, ${now_param}, ${now_param})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                queued = JobState::Queued
+            );
+        }
+        let _ = write!(
+            sql,
+            " on conflict (source, ticket_id) where state = '{queued}'
+              do update set requester_email = coalesce(excluded.requester_email, job.requester_email),
+                            requester_id = coalesce(excluded.requester_id, job.requester_id),
+                            ticket_tags = excluded.ticket_tags,
+                            event_count = job.event_count + excluded.event_count,
+                            updated_at = excluded.updated_at
+              returning id, source, ticket_id, event_count",
+            queued = JobState::Queued
+        );
+        let mut q = sqlx::query(&sql).persistent(false);
+        for t in &tickets {
+            q = q
+                .bind(t.source)
+                .bind(&t.ticket)
+                .bind(t.email)
+                .bind(t.requester_id)
+                .bind(&t.tags)
+                .bind(t.events.len() as i64);
+        }
+        let rows = q.bind(now).fetch_all(&mut *tx).await?;
+        let mut jobs: HashMap<(String, String), (JobId, i64)> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            jobs.insert(
+                (row.try_get("source")?, row.try_get("ticket_id")?),
+                (row.try_get("id")?, row.try_get("event_count")?),
+            );
+        }
+
+        // 3. Each inbox row linked to its job, in one statement.
+        let mut sql = String::from("update inbox set job_id = case id");
+        let mut links: Vec<(i64, JobId)> = Vec::with_capacity(events.len());
+        for t in &tickets {
+            let Some(&(job_id, event_count)) = jobs.get(&(t.source.to_string(), t.ticket.clone()))
+            else {
+                return Err(sqlx::Error::RowNotFound);
+            };
+            // A job that existed before this batch makes even its first event here coalesced.
+            let fresh = event_count == t.events.len() as i64;
+            for (n, &i) in t.events.iter().enumerate() {
+                out[i] = if n == 0 && fresh {
+                    Enqueued::Queued(job_id)
+                } else {
+                    Enqueued::Coalesced(job_id)
+                };
+                if let Some(inbox_id) = inbox_ids[i] {
+                    links.push((inbox_id, job_id));
+                }
+            }
+        }
+        for k in 0..links.len() {
+            let _ = write!(
+                sql,
+                " when ${} then cast(${} as bigint)",
+                2 * k + 1,
+                2 * k + 2
+            );
+        }
+        sql.push_str(" end where id in (");
+        for k in 0..links.len() {
+            let sep = if k == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", 2 * k + 1);
+        }
+        sql.push(')');
+        let mut q = sqlx::query(&sql).persistent(false);
+        for (inbox_id, job_id) in &links {
+            q = q.bind(inbox_id).bind(job_id);
+        }
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
