@@ -62,6 +62,11 @@ const INSERT_INBOX: &str =
 /// The conflict target repeats the partial index's predicate (`job_queued_ticket_uq`). A later
 /// event that names a requester replaces the waiting job's requester, email and id together (the
 /// ticket's requester may have changed; mixing the two would look up someone else).
+/// The condition under which an upserted job's requester replaces the waiting job's: the later
+/// event names one. Shared by the one-event and the batch upserts.
+pub(super) const NAMES_REQUESTER: &str =
+    "excluded.requester_email is not null or excluded.requester_id is not null";
+
 static UPSERT_JOB: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into job (source, ticket_id, requester_email, requester_id, ticket_tags,
@@ -77,7 +82,7 @@ static UPSERT_JOB: LazyLock<String> = LazyLock::new(|| {
                        updated_at = excluded.updated_at
          returning id, event_count",
         queued = JobState::Queued,
-        names = "excluded.requester_email is not null or excluded.requester_id is not null",
+        names = NAMES_REQUESTER,
     )
 });
 

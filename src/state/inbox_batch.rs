@@ -120,8 +120,11 @@ impl StateStore {
                 tickets.len() - 1
             });
             let t = &mut tickets[slot];
-            t.email = email.or(t.email);
-            t.requester_id = requester_id.or(t.requester_id);
+            // A later event naming a requester replaces email and id together (as `enqueue`).
+            if ev.requester.is_some() {
+                t.email = email;
+                t.requester_id = requester_id;
+            }
             t.tags = join_tags(&ev.ticket_tags);
             t.events.push(i);
         }
@@ -153,13 +156,16 @@ impl StateStore {
         let _ = write!(
             sql,
             " on conflict (source, ticket_id) where state = '{queued}'
-              do update set requester_email = coalesce(excluded.requester_email, job.requester_email),
-                            requester_id = coalesce(excluded.requester_id, job.requester_id),
+              do update set requester_email = case when {names} then excluded.requester_email
+                                                   else job.requester_email end,
+                            requester_id = case when {names} then excluded.requester_id
+                                                else job.requester_id end,
                             ticket_tags = excluded.ticket_tags,
                             event_count = job.event_count + excluded.event_count,
                             updated_at = excluded.updated_at
               returning id, source, ticket_id, event_count",
-            queued = JobState::Queued
+            queued = JobState::Queued,
+            names = super::inbox::NAMES_REQUESTER,
         );
         let mut q = sqlx::query(&sql).persistent(false);
         for t in &tickets {
