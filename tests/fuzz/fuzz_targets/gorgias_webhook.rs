@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use ltv_tagger::domain::Source;
-use ltv_tagger::webhooks::gorgias;
+use ltv_tagger::http::webhooks::gorgias;
 
 mod common;
 

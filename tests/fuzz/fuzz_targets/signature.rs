@@ -7,8 +7,8 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta, Utc};
 use libfuzzer_sys::fuzz_target;
-use ltv_tagger::webhooks::zendesk::{self, SignatureKeys};
-use ltv_tagger::webhooks::{gorgias, WebhookError};
+use ltv_tagger::http::webhooks::zendesk::{self, SignatureKeys};
+use ltv_tagger::http::webhooks::{gorgias, WebhookError};
 use secrecy::SecretString;
 
 #[derive(Arbitrary, Debug)]
