@@ -51,7 +51,7 @@ macro_rules! words {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     };
@@ -116,5 +116,12 @@ mod tests {
             );
         }
         assert!("bogus".parse::<Outcome>().is_err());
+        // Tables (`demo`, `jobs list`, `audit`) pad these words: Display honours width.
+        assert_eq!(format!("{:<8}|", Outcome::Tagged), "tagged  |");
+        assert_eq!(format!("{:>4}|", crate::domain::JobId::new(7)), "   7|");
+        assert_eq!(
+            format!("{:<4}|", crate::domain::TicketId::parse("12").expect("id")),
+            "12  |"
+        );
     }
 }
