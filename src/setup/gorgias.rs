@@ -10,15 +10,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::secret_file::write_secret;
-use super::{
-    id_at, missing_id, with_query, Change, Report, Session, SetupError, SetupOptions, Step, NAME,
-    REDACTED,
-};
+use super::{with_query, Report, Session, SetupError, SetupOptions, Step, Upsert, NAME, REDACTED};
 use crate::helpdesk::GorgiasClient;
 
 const INTEGRATIONS_UI: &str = "Settings → Apps → HTTP integration";
@@ -132,36 +128,18 @@ async fn integration(
         change,
         admin_path: format!("{INTEGRATIONS_UI} → {NAME}"),
     };
-    match found {
-        Some(existing) => {
-            let id = id_at(&existing, "/id")
-                .ok_or_else(|| s.fail(&missing_id("integration", &existing)))?;
-            if same_http(&existing, &wanted) {
-                s.record(step(Some(id), Change::Unchanged));
-            } else {
-                let path = format!("/api/integrations/{id}");
-                let sent = s.write(Method::PUT, &path, &wanted, &shown).await?;
-                let change = if sent.is_some() {
-                    Change::Updated
-                } else {
-                    Change::WouldUpdate
-                };
-                s.record(step(Some(id), change));
-            }
-        }
-        None => match s
-            .write(Method::POST, "/api/integrations", &wanted, &shown)
-            .await?
-        {
-            Some(answer) => {
-                let id = id_at(&answer, "/id")
-                    .ok_or_else(|| s.fail(&missing_id("integration", &answer)))?;
-                s.record(step(Some(id), Change::Created));
-            }
-            None => s.record(step(None, Change::WouldCreate)),
-        },
-    }
-    Ok(())
+    let u = Upsert {
+        kind: "integration",
+        collection: "/api/integrations",
+        created_id: "/id",
+        found: found.as_ref(),
+        same: found
+            .as_ref()
+            .is_some_and(|existing| same_http(existing, &wanted)),
+        body: &wanted,
+        shown: &shown,
+    };
+    s.upsert(u, step).await.map(drop)
 }
 
 #[cfg(test)]

@@ -150,6 +150,22 @@ impl fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
+/// One admin object to create or update ([`Session::upsert`]).
+pub(crate) struct Upsert<'v> {
+    /// What it is, for errors (`webhook`).
+    pub kind: &'static str,
+    /// `POST` here creates it; `PUT {collection}/{id}` updates it.
+    pub collection: &'v str,
+    /// Where the create answer holds the new id (`/webhook/id`).
+    pub created_id: &'v str,
+    /// The object found by name, and whether it already is as wanted.
+    pub found: Option<&'v Value>,
+    pub same: bool,
+    pub body: &'v Value,
+    /// `body` with its secrets redacted, for a dry run.
+    pub shown: &'v Value,
+}
+
 /// One run against one helpdesk: sends, prints, records.
 pub(crate) struct Session<'a> {
     api: &'a ApiClient,
@@ -238,6 +254,50 @@ impl<'a> Session<'a> {
         SetupError {
             cause: e.to_string(),
             report: self.report.clone(),
+        }
+    }
+
+    /// Creates the object at `u.collection`, or brings the one found up to date: unchanged when
+    /// `u.found` already matches (`u.same`), `PUT collection/{id}` otherwise. Returns its id
+    /// (`None` in a dry run that would create it).
+    pub(crate) async fn upsert(
+        &mut self,
+        u: Upsert<'_>,
+        step: impl Fn(Option<String>, Change) -> Step,
+    ) -> Result<Option<String>, SetupError> {
+        match u.found {
+            Some(existing) => {
+                let id = id_at(existing, "/id")
+                    .ok_or_else(|| self.fail(&missing_id(u.kind, existing)))?;
+                if u.same {
+                    self.record(step(Some(id.clone()), Change::Unchanged));
+                } else {
+                    let path = format!("{}/{id}", u.collection);
+                    let sent = self.write(Method::PUT, &path, u.body, u.shown).await?;
+                    let change = if sent.is_some() {
+                        Change::Updated
+                    } else {
+                        Change::WouldUpdate
+                    };
+                    self.record(step(Some(id.clone()), change));
+                }
+                Ok(Some(id))
+            }
+            None => match self
+                .write(Method::POST, u.collection, u.body, u.shown)
+                .await?
+            {
+                Some(answer) => {
+                    let id = id_at(&answer, u.created_id)
+                        .ok_or_else(|| self.fail(&missing_id(u.kind, &answer)))?;
+                    self.record(step(Some(id.clone()), Change::Created));
+                    Ok(Some(id))
+                }
+                None => {
+                    self.record(step(None, Change::WouldCreate));
+                    Ok(None)
+                }
+            },
         }
     }
 

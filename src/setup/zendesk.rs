@@ -14,14 +14,11 @@
 
 use std::io::Write;
 
-use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::secret_file::write_secret;
-use super::{
-    id_at, missing_id, with_query, Change, Report, Session, SetupError, SetupOptions, Step, NAME,
-};
+use super::{with_query, Report, Session, SetupError, SetupOptions, Step, Upsert, NAME};
 use crate::domain::Tag;
 use crate::helpdesk::ZendeskClient;
 
@@ -91,49 +88,27 @@ async fn webhook(s: &mut Session<'_>, opts: &SetupOptions) -> Result<Option<Stri
         admin_path: format!("{WEBHOOKS_UI} → {NAME}"),
     };
     let body = json!({ "webhook": wanted });
-    match found {
-        Some(existing) => {
-            let id =
-                id_at(&existing, "/id").ok_or_else(|| s.fail(&missing_id("webhook", &existing)))?;
-            let same = [
-                "endpoint",
-                "http_method",
-                "request_format",
-                "status",
-                "subscriptions",
-            ]
-            .iter()
-            .all(|k| existing.get(*k) == wanted.get(*k));
-            if same {
-                s.record(step(Some(id.clone()), Change::Unchanged));
-            } else {
-                let path = format!("/api/v2/webhooks/{id}");
-                let sent = s.write(Method::PUT, &path, &body, &body).await?;
-                let change = if sent.is_some() {
-                    Change::Updated
-                } else {
-                    Change::WouldUpdate
-                };
-                s.record(step(Some(id.clone()), change));
-            }
-            Ok(Some(id))
-        }
-        None => match s
-            .write(Method::POST, "/api/v2/webhooks", &body, &body)
-            .await?
-        {
-            Some(answer) => {
-                let id = id_at(&answer, "/webhook/id")
-                    .ok_or_else(|| s.fail(&missing_id("webhook", &answer)))?;
-                s.record(step(Some(id.clone()), Change::Created));
-                Ok(Some(id))
-            }
-            None => {
-                s.record(step(None, Change::WouldCreate));
-                Ok(None)
-            }
-        },
-    }
+    let same = found.as_ref().is_some_and(|existing| {
+        [
+            "endpoint",
+            "http_method",
+            "request_format",
+            "status",
+            "subscriptions",
+        ]
+        .iter()
+        .all(|k| existing.get(*k) == wanted.get(*k))
+    });
+    let u = Upsert {
+        kind: "webhook",
+        collection: "/api/v2/webhooks",
+        created_id: "/webhook/id",
+        found: found.as_ref(),
+        same,
+        body: &body,
+        shown: &body,
+    };
+    s.upsert(u, step).await
 }
 
 /// Reads the signing secret and writes it to `--secret-out`, never to the output.
@@ -245,39 +220,21 @@ async fn trigger(
         admin_path: format!("{TRIGGERS_UI} → {TRIGGER_TITLE}"),
     };
     let body = json!({ "trigger": wanted });
-    match found {
-        Some(existing) => {
-            let id =
-                id_at(&existing, "/id").ok_or_else(|| s.fail(&missing_id("trigger", &existing)))?;
-            let same = existing.get("active") == wanted.get("active")
-                && existing.get("actions") == wanted.get("actions")
-                && conditions_match(&existing, &wanted);
-            if same {
-                s.record(step(Some(id), Change::Unchanged));
-            } else {
-                let path = format!("/api/v2/triggers/{id}");
-                let sent = s.write(Method::PUT, &path, &body, &body).await?;
-                let change = if sent.is_some() {
-                    Change::Updated
-                } else {
-                    Change::WouldUpdate
-                };
-                s.record(step(Some(id), change));
-            }
-        }
-        None => match s
-            .write(Method::POST, "/api/v2/triggers", &body, &body)
-            .await?
-        {
-            Some(answer) => {
-                let id = id_at(&answer, "/trigger/id")
-                    .ok_or_else(|| s.fail(&missing_id("trigger", &answer)))?;
-                s.record(step(Some(id), Change::Created));
-            }
-            None => s.record(step(None, Change::WouldCreate)),
-        },
-    }
-    Ok(())
+    let same = found.as_ref().is_some_and(|existing| {
+        existing.get("active") == wanted.get("active")
+            && existing.get("actions") == wanted.get("actions")
+            && conditions_match(existing, &wanted)
+    });
+    let u = Upsert {
+        kind: "trigger",
+        collection: "/api/v2/triggers",
+        created_id: "/trigger/id",
+        found: found.as_ref(),
+        same,
+        body: &body,
+        shown: &body,
+    };
+    s.upsert(u, step).await.map(drop)
 }
 
 #[cfg(test)]
