@@ -123,8 +123,11 @@ impl StateStore {
                 tickets.len() - 1
             });
             let t = &mut tickets[slot];
-            t.email = email.or(t.email);
-            t.requester_id = requester_id.or(t.requester_id);
+            // An event that names a requester replaces email and id together (as `inbox.rs`).
+            if email.is_some() || requester_id.is_some() {
+                t.email = email;
+                t.requester_id = requester_id;
+            }
             t.tags = join_tags(&ev.ticket_tags);
             t.stamp = ev.ticket_updated_at.as_deref();
             t.events.push(i);
@@ -159,14 +162,17 @@ impl StateStore {
         let _ = write!(
             sql,
             " on conflict (source, ticket_id) where state = '{queued}'
-              do update set requester_email = coalesce(excluded.requester_email, job.requester_email),
-                            requester_id = coalesce(excluded.requester_id, job.requester_id),
+              do update set requester_email = case when {names} then excluded.requester_email
+                                                   else job.requester_email end,
+                            requester_id = case when {names} then excluded.requester_id
+                                                else job.requester_id end,
                             ticket_tags = excluded.ticket_tags,
                             ticket_updated_at = excluded.ticket_updated_at,
                             event_count = job.event_count + excluded.event_count,
                             updated_at = excluded.updated_at
               returning id, source, ticket_id, event_count",
-            queued = JobState::Queued
+            queued = JobState::Queued,
+            names = "excluded.requester_email is not null or excluded.requester_id is not null",
         );
         let mut q = sqlx::query(&sql).persistent(false);
         for t in &tickets {
