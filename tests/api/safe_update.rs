@@ -4,7 +4,7 @@
 use fake_helpdesk::Helpdesk;
 use ltv_tagger::domain::Source;
 
-use crate::helpers::{spawn_app, AppOptions};
+use crate::helpers::{spawn_app, AppOptions, Db};
 
 const Z: Helpdesk = Helpdesk::Zendesk;
 const STAMP: &str = "2024-05-08T13:09:40Z";
@@ -44,9 +44,12 @@ fn gets_of(app: &crate::helpers::TestApp, ticket: u64) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agents_edit_between_event_and_write_is_kept_and_the_vip_tag_written_after_a_409() {
-    let app = spawn_app(AppOptions::default()).await;
+async fn an_agents_edit_between_event_and_write_is_kept_on(state: Db) {
+    let app = spawn_app(AppOptions {
+        state,
+        ..AppOptions::default()
+    })
+    .await;
     app.fake.add_zendesk_user("601", "gold@shop.test");
     app.fake.set_ticket_tags(Z, "120", &["web"]);
     app.fake.set_ticket_updated_at(Z, "120", STAMP);
@@ -78,6 +81,16 @@ async fn an_agents_edit_between_event_and_write_is_kept_and_the_vip_tag_written_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_edit_between_event_and_write_is_kept_and_the_vip_tag_written_after_a_409() {
+    an_agents_edit_between_event_and_write_is_kept_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_edit_between_event_and_write_is_kept_with_a_postgres_state_db() {
+    an_agents_edit_between_event_and_write_is_kept_on(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_stamp_is_used_and_a_ticket_that_keeps_changing_is_retried_later_not_lost() {
     let app = spawn_app(AppOptions::default()).await;
     app.fake.set_ticket_tags(Z, "121", &["web"]);
@@ -103,6 +116,38 @@ async fn a_trigger_stamp_is_used_and_a_ticket_that_keeps_changing_is_retried_lat
     );
     assert_eq!(app.zendesk_tags(121), ["escalated", "vip-gold", "web"]);
     assert_eq!(app.fake.safe_writes(Z, "121"), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_ticket_write_that_also_removes_a_stale_tag_is_safe_and_keeps_the_agents_tag() {
+    let app = spawn_app(AppOptions::default()).await;
+    // `vip` is stale for a gold customer: the write adds `vip-gold` and removes `vip` in one
+    // Update Ticket call.
+    app.fake.set_ticket_tags(Z, "124", &["vip", "web"]);
+    app.fake.set_ticket_updated_at(Z, "124", STAMP);
+    app.fake.change_before_each_write(Z, "124", 1, "escalated");
+    let mut body: serde_json::Value =
+        serde_json::from_str(&trigger_with_stamp(124, "gold@shop.test", Some(STAMP)))
+            .expect("json");
+    body["tags"] = "vip web".into();
+    app.post_zendesk(&body.to_string(), None).await;
+
+    let rows = app.wait_for_audit(Source::Zendesk, 124, 1).await;
+    assert_eq!(rows[0].record.outcome, "tagged");
+    assert_eq!(app.fake.count_status(409), 1);
+    assert_eq!(app.zendesk_tags(124), ["escalated", "vip-gold", "web"]);
+    assert_eq!(
+        app.fake.ticket_updates(Z, "124"),
+        1,
+        "one Update Ticket went through"
+    );
+    assert_eq!(app.fake.safe_writes(Z, "124"), 1);
+    assert!(
+        app.fake.violations().is_empty(),
+        "{:?}",
+        app.fake.violations()
+    );
     app.stop().await;
 }
 
