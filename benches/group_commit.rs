@@ -145,6 +145,7 @@ async fn baseline(store: &StateStore, callers: usize, n: usize) -> anyhow::Resul
                         CustomerEmail::parse(EMAIL).map_err(anyhow::Error::msg)?,
                     )),
                     ticket_tags: vec![],
+                    ticket_updated_at: None,
                     dedupe_key: format!("delivery:{}", uuid::Uuid::new_v4()),
                     body: trigger_body(ticket),
                 };

@@ -829,6 +829,7 @@ fn queued_event(email: &str) -> NewEvent {
         event_type: ev.event_type,
         requester: Some(ev.requester),
         ticket_tags: ev.ticket_tags,
+        ticket_updated_at: ev.ticket_updated_at,
         dedupe_key: key,
         body,
     }

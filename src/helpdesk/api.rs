@@ -155,10 +155,12 @@ impl ApiClient {
             if let Some(wait) = retry_after {
                 self.budget.pause(wait.min(self.max_retry_after)).await;
             }
-            return Err(HelpdeskError::Unavailable(format!(
-                "{method} {path}: HTTP {}: {reason}",
-                status.as_u16()
-            )));
+            let message = format!("{method} {path}: HTTP {}: {reason}", status.as_u16());
+            return Err(if status == StatusCode::CONFLICT {
+                HelpdeskError::Conflict(message)
+            } else {
+                HelpdeskError::Unavailable(message)
+            });
         }
         Err(HelpdeskError::Rejected {
             status: status.as_u16(),

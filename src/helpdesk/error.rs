@@ -13,6 +13,10 @@ pub enum HelpdeskError {
     /// 5xx, timeouts, connection errors: worth retrying.
     #[error("{0}")]
     Unavailable(String),
+    /// 409: the ticket changed since the write's `updated_stamp` (or a concurrent update):
+    /// worth retrying, after re-reading the ticket when the write was a safe update.
+    #[error("{0}")]
+    Conflict(String),
     /// Any other 4xx: retrying the same request will not help.
     #[error("HTTP {status}: {reason}")]
     Rejected { status: u16, reason: String },

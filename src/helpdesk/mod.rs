@@ -10,6 +10,7 @@ pub mod gorgias;
 mod ticket_view;
 mod update;
 pub mod zendesk;
+mod zendesk_safe_update;
 mod zendesk_update;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use gorgias::GorgiasClient;
 pub use ticket_view::{check_template, FieldIds, TicketView, NOTE_PLACEHOLDERS};
 pub use update::TicketUpdate;
 pub use zendesk::ZendeskClient;
+pub use zendesk_safe_update::FreshTicket;
 
 use crate::config::Settings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
@@ -53,6 +55,12 @@ pub trait Helpdesk: Send + Sync {
     /// The ticket's tags as the helpdesk has them now, for a helpdesk whose events do not carry
     /// them (`None`: trust the event's tags).
     async fn current_tags(&self, _ticket: TicketId) -> Result<Option<Vec<String>>, HelpdeskError> {
+        Ok(None)
+    }
+
+    /// The ticket's tags and `updated_at` as the helpdesk has them now, to retry a safe update
+    /// that met a concurrent change (`None`: this helpdesk has no safe updates).
+    async fn fresh_ticket(&self, _ticket: TicketId) -> Result<Option<FreshTicket>, HelpdeskError> {
         Ok(None)
     }
 

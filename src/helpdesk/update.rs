@@ -15,6 +15,10 @@ pub struct TicketUpdate {
     pub fields: Vec<(u64, Value)>,
     /// A private note (Zendesk private comment, Gorgias internal note); never public.
     pub note: Option<String>,
+    /// The ticket's `updated_at` the tags were decided on: sent as `updated_stamp` with
+    /// `safe_update` (Zendesk), so a write over a concurrent change answers 409 instead of
+    /// losing it. `None`: a plain write.
+    pub stamp: Option<String>,
 }
 
 impl TicketUpdate {

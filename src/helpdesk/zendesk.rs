@@ -7,8 +7,11 @@ use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::zendesk_safe_update::{add_stamp, fresh_ticket};
 use super::zendesk_update::{update_ticket_body, UPDATE_TICKET_PER_MINUTE};
-use super::{basic_auth, email_at, ApiClient, Helpdesk, HelpdeskError, TicketUpdate, TicketView};
+use super::{
+    basic_auth, email_at, ApiClient, FreshTicket, Helpdesk, HelpdeskError, TicketUpdate, TicketView,
+};
 use crate::config::ZendeskSettings;
 use crate::domain::{RequesterId, Source, Tag, TicketId};
 use crate::metrics::Metrics;
@@ -76,6 +79,26 @@ impl ZendeskClient {
     pub fn api(&self) -> &ApiClient {
         &self.api
     }
+
+    /// `PUT /api/v2/tickets/{id}/tags`, a safe update when `stamp` is known (409 if stale).
+    async fn add_tags_stamped(
+        &self,
+        ticket: TicketId,
+        tags: &[Tag],
+        stamp: Option<&str>,
+    ) -> Result<(), HelpdeskError> {
+        let mut body = serde_json::Map::new();
+        body.insert("tags".into(), json!(tags));
+        add_stamp(&mut body, stamp);
+        self.api
+            .send(
+                Method::PUT,
+                &format!("/api/v2/tickets/{ticket}/tags"),
+                Some(&serde_json::Value::Object(body)),
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -96,21 +119,25 @@ impl Helpdesk for ZendeskClient {
     /// `PUT /api/v2/tickets/{id}/tags` adds tags and keeps the others (`POST` would replace them
     /// all: never used).
     async fn add_tags(&self, ticket: TicketId, tags: &[Tag]) -> Result<(), HelpdeskError> {
-        self.api
-            .send(
-                Method::PUT,
-                &format!("/api/v2/tickets/{ticket}/tags"),
-                Some(&json!({ "tags": tags })),
-            )
+        self.add_tags_stamped(ticket, tags, None).await
+    }
+
+    /// `GET /api/v2/tickets/{id}` → `ticket.tags`, `ticket.updated_at`.
+    async fn fresh_ticket(&self, ticket: TicketId) -> Result<Option<FreshTicket>, HelpdeskError> {
+        let v = self
+            .api
+            .send(Method::GET, &format!("/api/v2/tickets/{ticket}"), None)
             .await?;
-        Ok(())
+        Ok(Some(fresh_ticket(&v)))
     }
 
     /// Adding only: the tags call. Anything more (stale tags to remove, fields, a note): one
-    /// `PUT /api/v2/tickets/{id}` carrying it all.
+    /// `PUT /api/v2/tickets/{id}` carrying it all. Either is a safe update when the stamp is known.
     async fn write(&self, ticket: TicketId, update: &TicketUpdate) -> Result<(), HelpdeskError> {
         if update.only_adds_tags() {
-            return self.add_tags(ticket, &update.add).await;
+            return self
+                .add_tags_stamped(ticket, &update.add, update.stamp.as_deref())
+                .await;
         }
         self.update_budget
             .acquire()

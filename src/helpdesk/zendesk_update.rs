@@ -3,13 +3,15 @@
 
 use serde_json::{json, Map, Value};
 
+use super::zendesk_safe_update::add_stamp;
 use super::TicketUpdate;
 
 /// Update Ticket's own limit: 100 requests per minute per account (besides the plan's limit).
 pub const UPDATE_TICKET_PER_MINUTE: u32 = 100;
 
 /// `{"ticket": {"additional_tags", "remove_tags", "custom_fields", "comment"}}`, each key only
-/// when it has something to say. The comment is always private (`public: false`).
+/// when it has something to say, with `safe_update`/`updated_stamp` when the stamp is known. The
+/// comment is always private (`public: false`).
 pub fn update_ticket_body(update: &TicketUpdate) -> Value {
     let mut ticket = Map::new();
     if !update.add.is_empty() {
@@ -29,6 +31,7 @@ pub fn update_ticket_body(update: &TicketUpdate) -> Value {
     if let Some(note) = &update.note {
         ticket.insert("comment".into(), json!({ "body": note, "public": false }));
     }
+    add_stamp(&mut ticket, update.stamp.as_deref());
     json!({ "ticket": ticket })
 }
 
@@ -45,6 +48,7 @@ mod tests {
             remove: vec![tag("vip")],
             fields: vec![(360001, json!("3000.00")), (360003, json!(4))],
             note: Some("LTV 3000.00".into()),
+            stamp: None,
         };
         assert_eq!(
             update_ticket_body(&update),
@@ -62,6 +66,18 @@ mod tests {
         assert_eq!(
             update_ticket_body(&only_remove),
             json!({ "ticket": { "remove_tags": ["vip"] } })
+        );
+        let stamped = TicketUpdate {
+            stamp: Some("2024-05-08T13:09:40Z".into()),
+            ..only_remove
+        };
+        assert_eq!(
+            update_ticket_body(&stamped),
+            json!({ "ticket": {
+                "remove_tags": ["vip"],
+                "safe_update": true,
+                "updated_stamp": "2024-05-08T13:09:40Z",
+            }})
         );
     }
 }

@@ -20,6 +20,8 @@ pub struct NewEvent {
     pub event_type: String,
     pub requester: Option<Requester>,
     pub ticket_tags: Vec<String>,
+    /// The ticket's `updated_at` as the event saw it (Zendesk), for a safe update.
+    pub ticket_updated_at: Option<String>,
     pub dedupe_key: String,
     pub body: String,
 }
@@ -70,14 +72,16 @@ pub(super) const NAMES_REQUESTER: &str =
 static UPSERT_JOB: LazyLock<String> = LazyLock::new(|| {
     format!(
         "insert into job (source, ticket_id, requester_email, requester_id, ticket_tags,
-                          event_count, state, attempts, run_at, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, 1, '{queued}', 0, $6, $6, $6)
+                          event_count, state, attempts, run_at, created_at, updated_at,
+                          ticket_updated_at)
+         values ($1, $2, $3, $4, $5, 1, '{queued}', 0, $6, $6, $6, $7)
          on conflict (source, ticket_id) where state = '{queued}'
          do update set requester_email = case when {names} then excluded.requester_email
                                               else job.requester_email end,
                        requester_id = case when {names} then excluded.requester_id
                                            else job.requester_id end,
                        ticket_tags = excluded.ticket_tags,
+                       ticket_updated_at = excluded.ticket_updated_at,
                        event_count = job.event_count + 1,
                        updated_at = excluded.updated_at
          returning id, event_count",
@@ -115,6 +119,7 @@ impl StateStore {
             .bind(id)
             .bind(join_tags(&ev.ticket_tags))
             .bind(now)
+            .bind(ev.ticket_updated_at.as_deref())
             .fetch_one(&mut *tx)
             .await?;
         let job_id: JobId = row.try_get("id")?;

@@ -25,6 +25,8 @@ struct TicketJob<'a> {
     email: Option<&'a str>,
     requester_id: Option<&'a str>,
     tags: String,
+    /// The latest event's `updated_at` of the ticket.
+    stamp: Option<&'a str>,
     /// Indexes into the batch, in order.
     events: Vec<usize>,
 }
@@ -115,6 +117,7 @@ impl StateStore {
                     email: None,
                     requester_id: None,
                     tags: String::new(),
+                    stamp: None,
                     events: Vec::new(),
                 });
                 tickets.len() - 1
@@ -126,6 +129,7 @@ impl StateStore {
                 t.requester_id = requester_id;
             }
             t.tags = join_tags(&ev.ticket_tags);
+            t.stamp = ev.ticket_updated_at.as_deref();
             t.events.push(i);
         }
         if tickets.is_empty() {
@@ -133,23 +137,25 @@ impl StateStore {
             return Ok(out);
         }
         tickets.sort_by(|a, b| (a.source, &a.ticket).cmp(&(b.source, &b.ticket)));
-        let now_param = tickets.len() * 6 + 1;
+        let now_param = tickets.len() * 7 + 1;
         let mut sql = String::from(
             "insert into job (source, ticket_id, requester_email, requester_id, ticket_tags,
-                              event_count, state, attempts, run_at, created_at, updated_at) values ",
+                              event_count, state, attempts, run_at, created_at, updated_at,
+                              ticket_updated_at) values ",
         );
         for i in 0..tickets.len() {
-            let b = i * 6;
+            let b = i * 7;
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(
                 sql,
-                "{sep}(${}, ${}, ${}, ${}, ${}, ${}, '{queued}', 0, ${now_param}, ${now_param}, ${now_param})",
+                "{sep}(${}, ${}, ${}, ${}, ${}, ${}, '{queued}', 0, ${now_param}, ${now_param}, ${now_param}, ${})",
                 b + 1,
                 b + 2,
                 b + 3,
                 b + 4,
                 b + 5,
                 b + 6,
+                b + 7,
                 queued = JobState::Queued
             );
         }
@@ -161,6 +167,7 @@ impl StateStore {
                             requester_id = case when {names} then excluded.requester_id
                                                 else job.requester_id end,
                             ticket_tags = excluded.ticket_tags,
+                            ticket_updated_at = excluded.ticket_updated_at,
                             event_count = job.event_count + excluded.event_count,
                             updated_at = excluded.updated_at
               returning id, source, ticket_id, event_count",
@@ -175,7 +182,8 @@ impl StateStore {
                 .bind(t.email)
                 .bind(t.requester_id)
                 .bind(&t.tags)
-                .bind(t.events.len() as i64);
+                .bind(t.events.len() as i64)
+                .bind(t.stamp);
         }
         let rows = q.bind(now).fetch_all(&mut *tx).await?;
         let mut jobs: HashMap<(String, String), (JobId, i64)> = HashMap::with_capacity(rows.len());

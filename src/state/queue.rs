@@ -21,6 +21,9 @@ pub struct Job {
     pub requester: Option<Requester>,
     /// The ticket's tags as the latest event saw them, lower-cased.
     pub ticket_tags: Vec<String>,
+    /// The ticket's `updated_at` as the latest event saw it (Zendesk): written back as
+    /// `updated_stamp` with `safe_update`. `None`: a plain write.
+    pub ticket_updated_at: Option<String>,
     pub event_count: i64,
     /// This attempt's number (1 for the first).
     pub attempts: i64,
@@ -76,6 +79,7 @@ struct ClaimedRow {
     requester_email: Option<String>,
     requester_id: Option<String>,
     ticket_tags: String,
+    ticket_updated_at: Option<String>,
     event_count: i64,
     attempts: i64,
     created_at: Millis,
@@ -95,6 +99,7 @@ impl ClaimedRow {
             ticket_id: TicketId::parse(&self.ticket_id).ok()?,
             requester,
             ticket_tags: split_tags(&self.ticket_tags),
+            ticket_updated_at: self.ticket_updated_at,
             event_count: self.event_count,
             attempts: self.attempts,
             created_at: self.created_at,
@@ -118,7 +123,7 @@ fn claim_sql(backend: Backend, lock: &str) -> String {
                                           and r.state = '{running}')
                       order by j.run_at limit $4 {lock})
          returning id, source, ticket_id, requester_email, requester_id, ticket_tags,
-                   event_count, attempts, created_at",
+                   event_count, attempts, created_at, ticket_updated_at",
         running = JobState::Running,
         queued = JobState::Queued,
         db_now = now_ms(backend),

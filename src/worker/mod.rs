@@ -8,12 +8,14 @@
 //! | `shadow.rs` | shadow mode: record what would be written, write nothing |
 //! | `annotate.rs` | the custom fields and the once-per-ticket note added to a write |
 //! | `settle.rs` | finish, retry with backoff (or `Retry-After`), or dead-letter |
+//! | `safe_write.rs` | the write as a Zendesk safe update: on 409 re-read the ticket, decide again |
 //!
 //! [`Worker::run_once`] claims and runs one job to its end with no timer, for tests.
 
 mod annotate;
 mod job;
 mod pipeline;
+mod safe_write;
 mod settle;
 mod shadow;
 

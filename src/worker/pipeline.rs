@@ -13,14 +13,14 @@ use crate::state::{AuditRecord, Job};
 #[derive(Debug, Default)]
 pub(super) struct Findings {
     email: Option<CustomerEmail>,
-    stats: Option<CustomerStats>,
+    pub(super) stats: Option<CustomerStats>,
     pub(super) decided: Vec<Tag>,
     written: Vec<Tag>,
     removed: Vec<Tag>,
 }
 
 impl Findings {
-    fn record(&self, outcome: Outcome, detail: Option<String>) -> AuditRecord {
+    pub(super) fn record(&self, outcome: Outcome, detail: Option<String>) -> AuditRecord {
         let names = |tags: &[Tag]| tags.iter().map(Tag::to_string).collect();
         AuditRecord {
             email: self.email.as_ref().map(CustomerEmail::to_string),
@@ -40,7 +40,7 @@ impl Findings {
 }
 
 /// A step that ends the attempt early.
-type Stop = Box<Attempt>;
+pub(super) type Stop = Box<Attempt>;
 
 impl Worker {
     /// Runs the steps of one attempt; each either hands its result to the next or ends it.
@@ -86,7 +86,9 @@ impl Worker {
                 })
             })?;
         let attempt = self.write(helpdesk, job, update, found).await;
-        if with_note && matches!(attempt, Attempt::Finished(_)) {
+        // Only a write that happened carried the note (a re-read after a 409 may find the tags
+        // already right and write nothing).
+        if with_note && matches!(&attempt, Attempt::Finished(a) if a.outcome == Outcome::Tagged) {
             self.remember_note(job).await;
         }
         Ok(attempt)
@@ -164,7 +166,7 @@ impl Worker {
     /// 4. Which tags (pure), which of them the ticket still lacks, and which of the policy's own
     ///    tags it carries that the decision no longer gives (never a tag outside the policy).
     ///    `Err` is the outcome when there is nothing to write.
-    fn decide(
+    pub(super) fn decide(
         &self,
         job: &Job,
         have: &[String],
@@ -200,7 +202,8 @@ impl Worker {
         })
     }
 
-    /// 5. Write the missing tags and remove the stale ones.
+    /// 5. Write the missing tags and remove the stale ones (a safe update when the event gave the
+    ///    ticket's stamp: `safe_write.rs`).
     async fn write(
         &self,
         helpdesk: &dyn Helpdesk,
@@ -208,8 +211,8 @@ impl Worker {
         update: TicketUpdate,
         found: &mut Findings,
     ) -> Attempt {
-        match helpdesk.write(job.ticket_id, &update).await {
-            Ok(()) => {
+        match self.write_safely(helpdesk, job, update, found).await {
+            Ok(update) => {
                 found.written = update.add;
                 found.removed = update.remove;
                 let detail = (!found.removed.is_empty()).then(|| {
@@ -218,7 +221,7 @@ impl Worker {
                 });
                 found.finished(Outcome::Tagged, detail)
             }
-            Err(e) => Attempt::from_helpdesk_error(e, found.record(Outcome::Failed, None)),
+            Err(stop) => *stop,
         }
     }
 }

@@ -42,7 +42,7 @@ impl Attempt {
                 retry_after: Some(retry_after),
                 audit,
             },
-            HelpdeskError::Unavailable(msg) => Attempt::Transient {
+            HelpdeskError::Unavailable(msg) | HelpdeskError::Conflict(msg) => Attempt::Transient {
                 error: msg,
                 retry_after: None,
                 audit,

@@ -322,6 +322,7 @@ fn event(ticket: u64, key: &str, requester: Option<&str>, tags: &[&str]) -> NewE
             false => Requester::Id(RequesterId::parse(r).expect("requester id")),
         }),
         ticket_tags: tags.iter().map(|t| t.to_string()).collect(),
+        ticket_updated_at: None,
         dedupe_key: format!("delivery:{key}"),
         body: format!("{{\"ticket_id\":\"{ticket}\"}}"),
     }

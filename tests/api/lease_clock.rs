@@ -18,6 +18,7 @@ fn event(ticket: u32) -> NewEvent {
             CustomerEmail::parse("gold@shop.test").expect("email"),
         )),
         ticket_tags: vec![],
+        ticket_updated_at: None,
         dedupe_key: format!("skew-{ticket}"),
         body: "{}".into(),
     }

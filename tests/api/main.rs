@@ -25,6 +25,7 @@ mod presets;
 mod process;
 mod queue;
 mod reload;
+mod safe_update;
 mod scale;
 mod setup;
 mod shadow;

@@ -18,6 +18,7 @@ fn event(ticket: &str, key: &str) -> NewEvent {
             CustomerEmail::parse("gold@shop.test").expect("email"),
         )),
         ticket_tags: vec![],
+        ticket_updated_at: None,
         dedupe_key: key.into(),
         body: "{}".into(),
     }

@@ -22,6 +22,7 @@ pub(crate) fn event(ticket: &str, requester: Requester) -> NewEvent {
         event_type: "trigger".into(),
         requester: Some(requester),
         ticket_tags: vec![],
+        ticket_updated_at: None,
         dedupe_key: format!("test:{ticket}"),
         body: "{}".into(),
     }

@@ -44,6 +44,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedEvent, WebhookError> {
         requester: requester(&v, Some("customer_email"), "customer_id", "")?,
         ticket_tags: field_tags_as_sent(&v, "tags")?,
         event_id: None,
+        ticket_updated_at: None,
     })
 }
 

@@ -7,6 +7,7 @@
 //! | `body_budget.rs` | the byte budget all unverified bodies share |
 //! | `fields.rs` | lenient JSON field readers |
 //! | `error.rs` | refusals: status, `Retry-After`, outcome label |
+//! | `stamp.rs` | the ticket's `updated_at` (Zendesk safe updates) |
 //! | `zendesk.rs` | HMAC signature check, trigger and event-subscription bodies |
 //! | `gorgias.rs` | shared-token check, HTTP-integration body |
 
@@ -15,6 +16,7 @@ pub mod body_budget;
 mod error;
 mod fields;
 pub mod gorgias;
+mod stamp;
 pub mod zendesk;
 
 use std::time::Duration;
@@ -43,6 +45,8 @@ pub struct ParsedEvent {
     pub ticket_tags: Vec<String>,
     /// An id of the event itself, when the body carries one (Zendesk events).
     pub event_id: Option<String>,
+    /// The ticket's `updated_at` as the event saw it (Zendesk): the write's `updated_stamp`.
+    pub ticket_updated_at: Option<String>,
 }
 
 /// An authentic event and the helpdesk's id of this delivery, if it sends one.
@@ -142,6 +146,7 @@ async fn commit(
         event_type: event.event_type,
         requester: Some(event.requester),
         ticket_tags: event.ticket_tags,
+        ticket_updated_at: event.ticket_updated_at,
         body: String::from_utf8_lossy(body).into_owned(),
     };
     let (source, ticket_id) = (new.source, new.ticket_id);
@@ -279,6 +284,7 @@ mod tests {
             requester: Requester::Id(RequesterId::parse("1").expect("id")),
             ticket_tags: vec![],
             event_id: id.map(str::to_string),
+            ticket_updated_at: None,
         }
     }
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::fields::{field_id, field_tags, parse_json, requester, ticket_id};
+use super::stamp::field_stamp;
 use super::{ParsedEvent, WebhookError};
 use crate::domain::Source;
 
@@ -157,6 +158,7 @@ fn parse_trigger(v: &Value) -> Result<ParsedEvent, WebhookError> {
         requester: requester(v, Some("requester_email"), "requester_id", "")?,
         ticket_tags: field_tags(v, "tags")?,
         event_id: None,
+        ticket_updated_at: field_stamp(v, "ticket_updated_at", "ticket_updated_at")?,
     })
 }
 
@@ -184,6 +186,7 @@ fn parse_event(v: &Value, event_type: &str) -> Result<ParsedEvent, WebhookError>
         requester: requester(detail, None, "requester_id", "detail.")?,
         ticket_tags: field_tags(detail, "tags")?,
         event_id: field_id(v, "id")?,
+        ticket_updated_at: field_stamp(detail, "updated_at", "detail.updated_at")?,
     })
 }
 
@@ -353,6 +356,19 @@ mod tests {
             e.event_id.as_deref(),
             Some("cbe4028c-7239-495d-b020-f22348516046")
         );
+        assert_eq!(e.ticket_updated_at.as_deref(), Some("2024-05-08T13:09:40Z"));
+    }
+
+    #[test]
+    fn a_trigger_may_carry_the_tickets_updated_time_and_a_malformed_one_is_refused_by_name() {
+        let with = br#"{"ticket_id": "7", "requester_id": "1", "ticket_updated_at": "2024-05-08T13:09:40Z"}"#;
+        let e = parse(with).expect("parse");
+        assert_eq!(e.ticket_updated_at.as_deref(), Some("2024-05-08T13:09:40Z"));
+        let without = parse(br#"{"ticket_id": "7", "requester_id": "1"}"#).expect("parse");
+        assert_eq!(without.ticket_updated_at, None);
+        let bad = br#"{"ticket_id": "7", "requester_id": "1", "ticket_updated_at": "yesterday"}"#;
+        let e = parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("ticket_updated_at"), "{e}");
     }
 
     #[test]

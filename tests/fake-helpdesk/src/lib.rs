@@ -45,6 +45,7 @@ use base64::Engine as _;
 use ltv_tagger::config::RawSettings;
 use serde_json::{json, Value};
 
+mod safe_update;
 mod ticket_writes;
 pub use ticket_writes::Note;
 
@@ -437,6 +438,8 @@ struct Ticket {
     closed: bool,
     deleted: bool,
     writes: usize,
+    /// `updated_at` and scheduled concurrent changes (`safe_update.rs`).
+    stamp: safe_update::TicketStamp,
 }
 
 struct Injected {
@@ -834,6 +837,9 @@ fn answer(
     if let Some(found) = admin::route(helpdesk, method, path) {
         return admin::answer(shared, state, req, helpdesk, found, body);
     }
+    if let Some(answer) = safe_update::show_ticket(shared, state, req, helpdesk) {
+        return answer;
+    }
     if let Some(answer) = ticket_writes::answer(shared, state, req, helpdesk, body) {
         return answer;
     }
@@ -946,6 +952,12 @@ fn answer(
     }
     // Writes create tickets never seen before.
     let ticket = state.tickets.entry(key).or_default();
+    let zendesk_write = helpdesk == Helpdesk::Zendesk && op != Op::ReadTags;
+    if zendesk_write {
+        if let Err(answer) = safe_update::check(ticket, body, None) {
+            return answer;
+        }
+    }
     match op {
         Op::ReadTags | Op::GetPerson => {}
         Op::AddTags => {
@@ -962,6 +974,9 @@ fn answer(
             }
             ticket.writes += 1;
         }
+    }
+    if zendesk_write {
+        safe_update::written(ticket);
     }
     match (helpdesk, op) {
         (Helpdesk::Gorgias, Op::AddTags) => Answer::empty(201),

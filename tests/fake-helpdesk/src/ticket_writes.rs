@@ -10,8 +10,8 @@ use actix_web::HttpRequest;
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_auth, error_body, not_found, tag_list_answer, Answer, BodyProblem, FakeHelpdesk,
-    Helpdesk, Shared, State, MAX_BODY_BYTES,
+    check_auth, error_body, not_found, safe_update, tag_list_answer, Answer, BodyProblem,
+    FakeHelpdesk, Helpdesk, Shared, State, MAX_BODY_BYTES,
 };
 
 /// A note written on a ticket: Zendesk comment or Gorgias message.
@@ -123,6 +123,12 @@ pub(super) fn answer(
             json!({ "error": "RecordInvalid", "description": "Status: closed prevents ticket update" }),
         ));
     }
+    if write == Write::UpdateTicket {
+        if let Err(answer) = safe_update::check(ticket, body, Some("ticket")) {
+            return Some(answer);
+        }
+        safe_update::written(ticket);
+    }
     ticket.tags.extend(parsed.add.iter().cloned());
     for tag in &parsed.remove {
         ticket.tags.remove(tag);
@@ -203,7 +209,8 @@ fn parse_update_ticket(body: &Map<String, Value>) -> Result<Parsed, String> {
         .and_then(Value::as_object)
         .ok_or("body has no `ticket` object")?;
     const KNOWN: [&str; 4] = ["additional_tags", "remove_tags", "custom_fields", "comment"];
-    if let Some(other) = ticket.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+    let known = |k: &str| KNOWN.contains(&k) || safe_update::KEYS.contains(&k);
+    if let Some(other) = ticket.keys().find(|k| !known(k)) {
         // `tags` would replace every tag of the ticket; anything else is not ours to change.
         return Err(format!(
             "`ticket.{other}` is not a field this service may set"
