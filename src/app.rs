@@ -128,7 +128,7 @@ impl Application {
                 .listen(listener)?
                 .disable_signals()
                 .max_connections(settings.server.max_connections)
-                .client_request_timeout(settings.server.request_timeout)
+                .client_request_timeout(settings.server.head_timeout)
                 .client_disconnect_timeout(Duration::from_secs(2))
                 .shutdown_timeout(grace.as_secs().max(1))
                 .run();

@@ -28,6 +28,9 @@ pub struct ServerSettings {
     pub max_connections: usize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Time from a new connection (or the previous answer) to a request's complete head.
+    #[serde(with = "humantime_serde")]
+    pub head_timeout: Duration,
     pub unverified_body_budget_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,

@@ -12,6 +12,7 @@ mod faults;
 mod group_commit;
 mod healthcheck;
 mod helpdesk_answers;
+mod idle_flood;
 mod index_check;
 mod ingest;
 mod lease_clock;

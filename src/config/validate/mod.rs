@@ -86,6 +86,9 @@ fn server(s: &ServerSettings, errs: &mut Vec<String>) {
     if s.max_connections == 0 {
         errs.push("server.max_connections: must be at least 1".into());
     }
+    if s.head_timeout < Duration::from_millis(100) {
+        errs.push("server.head_timeout: must be at least 100ms".into());
+    }
     if s.request_timeout < Duration::from_millis(100) {
         errs.push("server.request_timeout: must be at least 100ms".into());
     }
