@@ -27,6 +27,7 @@ use crate::policy::Policy;
 
 pub use raw::RawRule;
 pub use raw::{
+    BackfillSettings,
     Amount, OrdersSettings, RawGorgias, RawPolicy, RawSettings, RawTier, RawZendesk,
     ServerSettings, StateSettings, WorkerSettings,
 };
@@ -118,6 +119,7 @@ pub struct Settings {
     pub policy: Policy,
     pub zendesk: Option<ZendeskSettings>,
     pub gorgias: Option<GorgiasSettings>,
+    pub backfill: BackfillSettings,
 }
 
 impl Settings {

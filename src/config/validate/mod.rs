@@ -34,6 +34,7 @@ impl RawSettings {
         state(&this.state, &mut errs);
         worker(&this.worker, &mut errs);
         orders(&this.orders, &mut errs);
+        backfill(&this.backfill, &mut errs);
         let policy = match this.policy.validate() {
             Ok(p) => Some(p),
             Err(mut e) => {
@@ -57,6 +58,7 @@ impl RawSettings {
                 worker: this.worker.clone(),
                 orders: this.orders.clone(),
                 policy,
+                backfill: this.backfill.clone(),
                 zendesk,
                 gorgias,
             }),
@@ -196,5 +198,15 @@ mod tests {
                 .any(|e| e.starts_with("state.group_commit_max_batch:")),
             "{errs:?}"
         );
+    }
+}
+
+/// `backfill.budget_share`: a share of the account's budget, 0 < x ≤ 1.
+fn backfill(b: &super::raw::BackfillSettings, errs: &mut Vec<String>) {
+    if !(b.budget_share > 0.0 && b.budget_share <= 1.0) {
+        errs.push(format!(
+            "backfill.budget_share: {} is not a share of the rate budget (0 < x ≤ 1)",
+            b.budget_share
+        ));
     }
 }

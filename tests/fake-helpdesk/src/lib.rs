@@ -30,6 +30,7 @@
 //! an earlier step decided the status.
 
 mod admin;
+mod listing;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -359,6 +360,7 @@ impl Shared {
                 .map(|(capacity, window)| Bucket::new(capacity, window, now)),
             rate_limited: 0,
             admin: admin::Admin::default(),
+            listing: listing::Listing::default(),
             zendesk_bucket_quiet: cfg.zendesk_strict_bucket.is_some(),
         };
         Self {
@@ -393,6 +395,8 @@ struct State {
     rate_limited: usize,
     /// Webhooks, triggers and integrations (`admin.rs`).
     admin: admin::Admin,
+    /// Ticket listings for the backfill (`listing.rs`).
+    listing: listing::Listing,
     /// The Zendesk bucket is a strict one that sends no rate-limit headers.
     zendesk_bucket_quiet: bool,
 }
@@ -833,6 +837,9 @@ fn answer(
     // The admin routes (webhooks, triggers, integrations) have their own steps.
     if let Some(found) = admin::route(helpdesk, method, path) {
         return admin::answer(shared, state, req, helpdesk, found, body);
+    }
+    if let Some(answer) = listing::answer(shared, state, req, helpdesk) {
+        return answer;
     }
     if let Some(answer) = ticket_writes::answer(shared, state, req, helpdesk, body) {
         return answer;
