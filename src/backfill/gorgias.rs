@@ -42,7 +42,7 @@ pub async fn page(
                 .get("created_datetime")
                 .and_then(Value::as_str)
                 .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-                .is_none_or(|c| c.timestamp_millis() > after.as_epoch_ms()),
+                .map_or(true, |c| c.timestamp_millis() > after.as_epoch_ms()),
         })
         .filter_map(|t| {
             Some(Listed {

@@ -106,8 +106,11 @@ pub struct Report {
     pub resumed: bool,
 }
 
-/// Told after every page.
+/// Told once at the start and after every page.
 pub trait Progress {
+    /// `total`: the tickets the listing holds, when the helpdesk says; `done_before`: queued by
+    /// earlier runs of the same listing.
+    fn start(&mut self, total: Option<u64>, done_before: u64);
     fn page(&mut self, report: &Report);
 }
 
@@ -188,6 +191,12 @@ pub async fn run(
         (saved.cursor, saved.created_after, saved.queued)
     };
     let query = zendesk::query(&args.statuses, created_after);
+    let total = match args.source {
+        // Only for the ETA: a failed count does not stop the backfill.
+        Source::Zendesk => zendesk::count(&calls, &query).await.ok().flatten(),
+        Source::Gorgias => None,
+    };
+    progress.start(total, u64::try_from(queued_total).unwrap_or(0));
     loop {
         let page = match args.source {
             Source::Zendesk => zendesk::page(&calls, &query, cursor.as_deref()).await,
@@ -203,14 +212,24 @@ pub async fn run(
         })?;
         for t in &page.tickets {
             report.listed += 1;
-            let email = t.email.as_deref().and_then(|e| CustomerEmail::parse(e).ok());
+            let email = t
+                .email
+                .as_deref()
+                .and_then(|e| CustomerEmail::parse(e).ok());
             if email.is_none() {
                 report.no_email += 1;
             }
             match &orders {
                 Some(orders) => {
-                    dry_decide(settings, orders, args.source, t, email.as_ref(), &mut report)
-                        .await?
+                    dry_decide(
+                        settings,
+                        orders,
+                        args.source,
+                        t,
+                        email.as_ref(),
+                        &mut report,
+                    )
+                    .await?
                 }
                 None => {
                     let Ok(ticket_id) = TicketId::parse(&t.id) else {

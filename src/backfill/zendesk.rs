@@ -24,6 +24,17 @@ pub fn query(statuses: &[String], created_after: Option<Millis>) -> String {
     q
 }
 
+/// How many tickets the query matches (`GET /api/v2/search/count`), for the progress bar's ETA.
+pub async fn count(calls: &Calls<'_>, query: &str) -> Result<Option<u64>, HelpdeskError> {
+    let v = calls
+        .get(&path_with_query(
+            "/api/v2/search/count",
+            &[("query", query)],
+        ))
+        .await?;
+    Ok(v.get("count").and_then(Value::as_u64))
+}
+
 /// One page of the export, with each requester's email looked up.
 pub async fn page(
     calls: &Calls<'_>,
@@ -65,7 +76,10 @@ pub async fn page(
     } else {
         let ids = requester_ids.join(",");
         let users = calls
-            .get(&path_with_query("/api/v2/users/show_many", &[("ids", ids.as_str())]))
+            .get(&path_with_query(
+                "/api/v2/users/show_many",
+                &[("ids", ids.as_str())],
+            ))
             .await?;
         users
             .get("users")
@@ -115,4 +129,30 @@ fn tags_of(r: &Value) -> Vec<String> {
 
 fn malformed(what: &str) -> HelpdeskError {
     HelpdeskError::Unavailable(format!("Zendesk answered an unexpected shape: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_names_each_status_and_the_creation_bound() {
+        let after = Millis::from_epoch_ms(1_764_547_200_000);
+        assert_eq!(
+            query(&["open".into(), "pending".into()], Some(after)),
+            "type:ticket status:open status:pending created>2025-12-01T00:00:00Z"
+        );
+        assert_eq!(query(&[], None), "type:ticket");
+    }
+
+    #[test]
+    fn query_parameters_are_percent_encoded() {
+        assert_eq!(
+            path_with_query(
+                "/api/v2/search/export",
+                &[("query", "type:ticket created>2025"), ("page[size]", "100")]
+            ),
+            "/api/v2/search/export?query=type%3Aticket+created%3E2025&page%5Bsize%5D=100"
+        );
+    }
 }

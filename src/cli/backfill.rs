@@ -76,10 +76,7 @@ fn print_summary(args: &BackfillArgs, r: &Report) {
         return;
     }
     if args.dry_run {
-        println!(
-            "dry run: {} tickets listed, nothing written",
-            r.listed
-        );
+        println!("dry run: {} tickets listed, nothing written", r.listed);
         for (tag, n) in &r.would_tag {
             println!("  {n:>8} would get {tag}");
         }
@@ -101,25 +98,21 @@ fn print_summary(args: &BackfillArgs, r: &Report) {
 
 /// A bar with rate and ETA on a terminal; one plain line per page otherwise.
 struct Shown {
+    terminal: bool,
     bar: Option<ProgressBar>,
     started: Instant,
+    total: Option<u64>,
+    done_before: u64,
 }
 
 impl Shown {
     fn new(terminal: bool) -> Shown {
-        let bar = terminal.then(|| {
-            let bar = ProgressBar::new_spinner();
-            let style = ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} {pos} tickets listed ({per_sec}, eta {eta}) {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            bar.set_style(style);
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
         Shown {
-            bar,
+            terminal,
+            bar: None,
             started: Instant::now(),
+            total: None,
+            done_before: 0,
         }
     }
 
@@ -131,6 +124,30 @@ impl Shown {
 }
 
 impl Progress for Shown {
+    fn start(&mut self, total: Option<u64>, done_before: u64) {
+        self.total = total;
+        self.done_before = done_before;
+        if !self.terminal {
+            return;
+        }
+        // The bar counts this run's tickets; the listing's total less what earlier runs did.
+        let (bar, template) = match total {
+            Some(n) => (
+                ProgressBar::new(n.saturating_sub(done_before)),
+                "{bar:40} {pos}/{len} tickets ({per_sec}, eta {eta}) {msg}",
+            ),
+            None => (
+                ProgressBar::new_spinner(),
+                "{spinner} {elapsed_precise} {pos} tickets ({per_sec}) {msg}",
+            ),
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+    }
+
     fn page(&mut self, r: &Report) {
         match &self.bar {
             Some(bar) => {
@@ -139,8 +156,12 @@ impl Progress for Shown {
             }
             None => {
                 let secs = self.started.elapsed().as_secs_f64().max(0.001);
+                let of = self
+                    .total
+                    .map(|n| format!(" of {}", n.saturating_sub(self.done_before)))
+                    .unwrap_or_default();
                 eprintln!(
-                    "backfill: {} tickets listed, {} queued, {} queued before ({:.1} tickets/s)",
+                    "backfill: {}{of} tickets listed, {} queued, {} queued before ({:.1} tickets/s)",
                     r.listed,
                     r.queued,
                     r.already_queued,
@@ -148,5 +169,17 @@ impl Progress for Shown {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_a_lower_case_word() {
+        assert_eq!(parse_status(" Pending "), Ok("pending".into()));
+        assert!(parse_status("open status:closed").is_err());
+        assert!(parse_status("").is_err());
     }
 }

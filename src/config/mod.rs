@@ -27,9 +27,8 @@ use crate::policy::Policy;
 
 pub use raw::RawRule;
 pub use raw::{
-    BackfillSettings,
-    Amount, OrdersSettings, RawGorgias, RawPolicy, RawSettings, RawTier, RawZendesk,
-    ServerSettings, StateSettings, WorkerSettings,
+    Amount, BackfillSettings, OrdersSettings, RawGorgias, RawPolicy, RawSettings, RawTier,
+    RawZendesk, ServerSettings, StateSettings, WorkerSettings,
 };
 pub use redact::redact_url_password;
 pub use validate::{load_policy, ConfigError};

@@ -49,10 +49,14 @@ fn text(out: &std::process::Output) -> String {
 }
 
 async fn wait_tags(app: &TestApp, helpdesk: Helpdesk, ticket: u64, want: &[&str]) {
-    wait_until(Duration::from_secs(30), &format!("tags on ticket {ticket}"), || async {
-        let have = app.fake.tags(helpdesk, &ticket.to_string());
-        want.iter().all(|w| have.iter().any(|h| h == w))
-    })
+    wait_until(
+        Duration::from_secs(30),
+        &format!("tags on ticket {ticket}"),
+        || async {
+            let have = app.fake.tags(helpdesk, &ticket.to_string());
+            want.iter().all(|w| have.iter().any(|h| h == w))
+        },
+    )
     .await;
 }
 
@@ -70,7 +74,11 @@ async fn backfill_queues_and_tags_the_open_zendesk_tickets_and_leaves_tagged_one
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_test_config(dir.path(), &app.raw, &Default::default());
 
-    let out = run_cli(&config, &["zendesk", "--since", "30days", "--status", "open"]).await;
+    let out = run_cli(
+        &config,
+        &["zendesk", "--since", "30days", "--status", "open"],
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -85,9 +93,17 @@ async fn backfill_queues_and_tags_the_open_zendesk_tickets_and_leaves_tagged_one
     assert_eq!(app.fake.tag_writes(z, "103"), 0, "already tagged: no write");
     assert!(app.fake.tags(z, "104").is_empty(), "solved: not listed");
     assert!(app.fake.tags(z, "105").is_empty(), "older than --since");
-    assert!(app.fake.violations().is_empty(), "{:?}", app.fake.violations());
+    assert!(
+        app.fake.violations().is_empty(),
+        "{:?}",
+        app.fake.violations()
+    );
 
-    let again = run_cli(&config, &["zendesk", "--since", "30days", "--status", "open"]).await;
+    let again = run_cli(
+        &config,
+        &["zendesk", "--since", "30days", "--status", "open"],
+    )
+    .await;
     assert!(again.status.success(), "{}", text(&again));
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("had already finished"),
@@ -119,7 +135,11 @@ async fn backfill_queues_and_tags_the_open_gorgias_tickets() {
     wait_tags(&app, g, 202, &["vip"]).await;
     app.wait_idle(Duration::from_secs(30)).await;
     assert!(app.fake.tags(g, "203").is_empty(), "closed: not queued");
-    assert!(app.fake.violations().is_empty(), "{:?}", app.fake.violations());
+    assert!(
+        app.fake.violations().is_empty(),
+        "{:?}",
+        app.fake.violations()
+    );
     app.stop().await;
 }
 
@@ -186,7 +206,11 @@ async fn backfill_dry_run_counts_the_tags_and_writes_nothing() {
     let out = run_cli(&config, &["zendesk", "--dry-run"]).await;
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("5 tickets listed, nothing written"), "{}", text(&out));
+    assert!(
+        stdout.contains("5 tickets listed, nothing written"),
+        "{}",
+        text(&out)
+    );
     assert!(stdout.contains("2 would get vip-gold"), "{}", text(&out));
     assert!(stdout.contains("1 would get dispute"), "{}", text(&out));
     assert!(stdout.contains("2 would get no new tag"), "{}", text(&out));
@@ -200,7 +224,10 @@ async fn backfill_dry_run_counts_the_tags_and_writes_nothing() {
         .into_iter()
         .filter(|r| r.method != "GET")
         .collect();
-    assert!(writes.is_empty(), "no write reached the helpdesk: {writes:?}");
+    assert!(
+        writes.is_empty(),
+        "no write reached the helpdesk: {writes:?}"
+    );
     app.stop().await;
 }
 
@@ -229,9 +256,11 @@ async fn backfill_stays_within_its_budget_share_while_live_webhooks_are_tagged()
     });
 
     // Live tickets keep flowing while the backfill runs.
-    wait_until(Duration::from_secs(30), "the backfill's first tags", || async {
-        app.fake.tag_writes(z, "5001") > 0
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the backfill's first tags",
+        || async { app.fake.tag_writes(z, "5001") > 0 },
+    )
     .await;
     for live in 9001..=9005u64 {
         let r = app

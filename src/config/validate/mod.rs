@@ -1,5 +1,6 @@
 //! Validation: one function per section, every problem collected and named by its key.
 
+mod backfill;
 mod helpdesk;
 mod offline;
 mod policy;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use super::raw::{OrdersSettings, RawSettings, ServerSettings, StateSettings, WorkerSettings};
 use super::secrets::resolve_url_files;
 use super::{orders_options, Settings};
+use backfill::backfill;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -198,15 +200,5 @@ mod tests {
                 .any(|e| e.starts_with("state.group_commit_max_batch:")),
             "{errs:?}"
         );
-    }
-}
-
-/// `backfill.budget_share`: a share of the account's budget, 0 < x ≤ 1.
-fn backfill(b: &super::raw::BackfillSettings, errs: &mut Vec<String>) {
-    if !(b.budget_share > 0.0 && b.budget_share <= 1.0) {
-        errs.push(format!(
-            "backfill.budget_share: {} is not a share of the rate budget (0 < x ≤ 1)",
-            b.budget_share
-        ));
     }
 }

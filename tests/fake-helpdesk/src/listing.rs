@@ -1,4 +1,4 @@
-//! Ticket listings for `ltv-tagger backfill`: Zendesk's search export
+//! Ticket listings for `ltv-tagger backfill`: Zendesk's search count and export
 //! (`GET /api/v2/search/export?query=…&filter[type]=ticket&page[size]=…&page[after]=…`, answering
 //! `results`, `meta.has_more`, `meta.after_cursor`, `links.next`) with `GET
 //! /api/v2/users/show_many?ids=…`, and Gorgias's `GET /api/tickets?limit=…&cursor=…` (answering
@@ -76,6 +76,7 @@ impl FakeHelpdesk {
 
 #[derive(Clone, Copy)]
 enum Route {
+    ZendeskCount,
     ZendeskExport,
     ZendeskShowMany,
     GorgiasTickets,
@@ -83,6 +84,7 @@ enum Route {
 
 fn route(helpdesk: Helpdesk, path: &str) -> Option<Route> {
     match (helpdesk, path.trim_end_matches(".json")) {
+        (Helpdesk::Zendesk, "/api/v2/search/count") => Some(Route::ZendeskCount),
         (Helpdesk::Zendesk, "/api/v2/search/export") => Some(Route::ZendeskExport),
         (Helpdesk::Zendesk, "/api/v2/users/show_many") => Some(Route::ZendeskShowMany),
         (Helpdesk::Gorgias, "/api/tickets") => Some(Route::GorgiasTickets),
@@ -99,19 +101,29 @@ pub(super) fn answer(
 ) -> Option<Answer> {
     let which = route(helpdesk, req.path())?;
     let bad = |state: &mut State, status: u16, why: String| {
-        state
-            .violations
-            .push(format!("{helpdesk:?} {} {}: {why}", req.method(), req.path()));
+        state.violations.push(format!(
+            "{helpdesk:?} {} {}: {why}",
+            req.method(),
+            req.path()
+        ));
         Answer::new(status, error_body(helpdesk, "InvalidValue", &why))
     };
     if req.method().as_str() != "GET" {
-        return Some(bad(state, 405, format!("method {} not allowed", req.method())));
+        return Some(bad(
+            state,
+            405,
+            format!("method {} not allowed", req.method()),
+        ));
     }
     if let Err(why) = check_auth(shared, helpdesk, req.headers()) {
-        state
-            .violations
-            .push(format!("{helpdesk:?} GET {}: authentication failed: {why}", req.path()));
-        return Some(Answer::new(401, error_body(helpdesk, "Unauthorized", "Unauthorized")));
+        state.violations.push(format!(
+            "{helpdesk:?} GET {}: authentication failed: {why}",
+            req.path()
+        ));
+        return Some(Answer::new(
+            401,
+            error_body(helpdesk, "Unauthorized", "Unauthorized"),
+        ));
     }
     let now = std::time::Instant::now();
     if let Some(bucket) = state.bucket_mut(helpdesk) {
@@ -150,9 +162,18 @@ pub(super) fn answer(
         }
     }
     Some(match which {
-        Route::ZendeskExport => zendesk_export(state, &params).unwrap_or_else(|why| bad(state, 400, why)),
-        Route::ZendeskShowMany => show_many(state, &params).unwrap_or_else(|why| bad(state, 400, why)),
-        Route::GorgiasTickets => gorgias_tickets(state, &params).unwrap_or_else(|why| bad(state, 400, why)),
+        Route::ZendeskCount => {
+            zendesk_count(state, &params).unwrap_or_else(|why| bad(state, 400, why))
+        }
+        Route::ZendeskExport => {
+            zendesk_export(state, &params).unwrap_or_else(|why| bad(state, 400, why))
+        }
+        Route::ZendeskShowMany => {
+            show_many(state, &params).unwrap_or_else(|why| bad(state, 400, why))
+        }
+        Route::GorgiasTickets => {
+            gorgias_tickets(state, &params).unwrap_or_else(|why| bad(state, 400, why))
+        }
     })
 }
 
@@ -160,7 +181,9 @@ pub(super) fn answer(
 fn page_size(params: &HashMap<String, String>, key: &str, max: usize) -> Result<usize, String> {
     let size = match params.get(key) {
         None => return Ok(max.min(100)),
-        Some(v) => v.parse::<usize>().map_err(|_| format!("{key}={v:?} is not a number"))?,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| format!("{key}={v:?} is not a number"))?,
     };
     if size == 0 || size > max {
         return Err(format!("{key}={size}: must be 1..={max}"));
@@ -179,13 +202,11 @@ fn cursor_at(params: &HashMap<String, String>, key: &str) -> Result<usize, Strin
     }
 }
 
+/// The Zendesk tickets a search query matches, in id order.
+///
 /// `type:ticket status:open status:pending created>2026-11-01T00:00:00Z`: the status terms are
 /// alternatives, `created>` a lower bound.
-fn zendesk_export(state: &State, params: &HashMap<String, String>) -> Result<Answer, String> {
-    let query = params.get("query").ok_or("query is required")?;
-    if params.get("filter[type]").map(String::as_str) != Some("ticket") {
-        return Err("filter[type]=ticket is required".into());
-    }
+fn zendesk_matching<'a>(state: &'a State, query: &str) -> Result<Vec<&'a ListedTicket>, String> {
     let mut statuses = Vec::new();
     let mut created_after = None;
     let mut typed = false;
@@ -199,22 +220,38 @@ fn zendesk_export(state: &State, params: &HashMap<String, String>) -> Result<Ans
                 .map_err(|e| format!("created>{t}: not a date-time: {e}"))?;
             created_after = Some(t.with_timezone(&Utc));
         } else {
-            return Err(format!("query term {term:?} is not understood by this fake"));
+            return Err(format!(
+                "query term {term:?} is not understood by this fake"
+            ));
         }
     }
     if !typed {
         return Err("query must hold type:ticket".into());
     }
-    let size = page_size(params, "page[size]", ZENDESK_MAX_PAGE)?;
-    let from = cursor_at(params, "page[after]")?;
-    let matching: Vec<&ListedTicket> = state
+    Ok(state
         .listing
         .tickets
         .iter()
         .filter(|t| t.helpdesk == Helpdesk::Zendesk)
         .filter(|t| statuses.is_empty() || statuses.contains(&t.status))
-        .filter(|t| created_after.is_none_or(|after| t.created_at > after))
-        .collect();
+        .filter(|t| created_after.map_or(true, |after| t.created_at > after))
+        .collect())
+}
+
+fn zendesk_count(state: &State, params: &HashMap<String, String>) -> Result<Answer, String> {
+    let query = params.get("query").ok_or("query is required")?;
+    let n = zendesk_matching(state, query)?.len();
+    Ok(Answer::new(200, json!({ "count": n })))
+}
+
+fn zendesk_export(state: &State, params: &HashMap<String, String>) -> Result<Answer, String> {
+    let query = params.get("query").ok_or("query is required")?;
+    if params.get("filter[type]").map(String::as_str) != Some("ticket") {
+        return Err("filter[type]=ticket is required".into());
+    }
+    let size = page_size(params, "page[size]", ZENDESK_MAX_PAGE)?;
+    let from = cursor_at(params, "page[after]")?;
+    let matching = zendesk_matching(state, query)?;
     let page: Vec<Value> = matching
         .iter()
         .skip(from)
