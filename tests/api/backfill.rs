@@ -2,12 +2,13 @@
 //! queued through the inbox within `backfill.budget_share`, resumed after a failure, dry run.
 
 use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use fake_helpdesk::Helpdesk;
 
 use crate::helpers::{
-    binary, spawn_app, trigger_body, wait_until, write_test_config, AppOptions, TestApp,
+    binary, spawn_app, trigger_body, wait_until, write_test_config, AppOptions, Db, TestApp,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -309,5 +310,66 @@ async fn backfill_stays_within_its_budget_share_while_live_webhooks_are_tagged()
         backfill_at.len()
     );
     assert_eq!(app.fake.rate_limited(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn backfill_killed_mid_way_on_postgresql_resumes_without_queueing_or_writing_a_ticket_twice()
+{
+    // 12,000 a minute, a quarter for the backfill: 50 tickets a second, so a kill lands mid-run.
+    let app = spawn_app(AppOptions {
+        state: Db::Postgres,
+        tweak: Box::new(|raw| {
+            raw.zendesk.requests_per_minute = 12_000;
+            raw.backfill.budget_share = 0.25;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    add_people(&app, Helpdesk::Zendesk);
+    let z = Helpdesk::Zendesk;
+    for id in 1..=250u64 {
+        app.fake.add_listed_ticket(z, 7000 + id, "open", "1", DAY);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_test_config(dir.path(), &app.raw, &Default::default());
+
+    let mut child = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["backfill", "zendesk"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn backfill");
+    wait_until(
+        Duration::from_secs(60),
+        "the second page being queued",
+        || async { app.count("inbox").await > 120 },
+    )
+    .await;
+    child.start_kill().expect("SIGKILL");
+    let status = child.wait().await.expect("wait");
+    assert!(!status.success(), "killed, not finished: {status:?}");
+    let queued_before = app.count("inbox").await;
+    assert!(
+        queued_before < 250,
+        "the kill landed mid-way: {queued_before}"
+    );
+
+    let rerun = run_cli(&config, &["zendesk"]).await;
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert!(
+        String::from_utf8_lossy(&rerun.stdout).contains("finished (resumed)"),
+        "{}",
+        text(&rerun)
+    );
+    app.wait_idle(Duration::from_secs(60)).await;
+    assert_eq!(app.count("inbox").await, 250, "each ticket queued once");
+    for id in 1..=250u64 {
+        let t = (7000 + id).to_string();
+        assert_eq!(app.fake.tag_writes(z, &t), 1, "ticket {t} written once");
+    }
     app.stop().await;
 }
