@@ -15,6 +15,9 @@
 //!   an empty body; `GET /api/customers/{id}`; auth `Basic base64("{email}:{key}")`; leaky bucket
 //!   with `X-Gorgias-Account-Api-Call-Limit: used/capacity`.
 //!
+//! * Ticket listings for the backfill (Zendesk search export and count, `users/show_many`;
+//!   Gorgias `GET /api/tickets` with cursors) are in `listing.rs`.
+//!
 //! * Removing tags (`DELETE …/tags` with the same body) is carried out and answers Zendesk 200
 //!   with the tags left, Gorgias 204; Zendesk Update Ticket and Gorgias internal notes are in
 //!   `ticket_writes.rs`.
