@@ -198,18 +198,14 @@ pub async fn run(
     };
     progress.start(total, u64::try_from(queued_total).unwrap_or(0));
     loop {
-        let page = match args.source {
-            Source::Zendesk => zendesk::page(&calls, &query, cursor.as_deref()).await,
-            Source::Gorgias => {
-                gorgias::page(&calls, &args.statuses, created_after, cursor.as_deref()).await
-            }
-        }
-        .with_context(|| {
-            format!(
-                "listing {} tickets stopped; run the same command again to resume",
-                args.source
-            )
-        })?;
+        let page = fetch_page(&calls, args, &query, created_after, cursor.as_deref())
+            .await
+            .with_context(|| {
+                format!(
+                    "listing {} tickets stopped; run the same command again to resume",
+                    args.source
+                )
+            })?;
         for t in &page.tickets {
             report.listed += 1;
             let email = t
@@ -274,6 +270,37 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// Pauses a 429 or `Retry-After` asks for are waited out this many times per page; other
+/// failures stop the run (a rerun resumes at this page).
+const PAUSES_PER_PAGE: u32 = 10;
+
+/// One page, waiting out the helpdesk's pauses (the account's budget is paused by the same
+/// answer, so live writes wait too).
+async fn fetch_page(
+    calls: &Calls<'_>,
+    args: &BackfillArgs,
+    query: &str,
+    created_after: Option<Millis>,
+    cursor: Option<&str>,
+) -> Result<Page, HelpdeskError> {
+    let mut pauses = 0;
+    loop {
+        let page = match args.source {
+            Source::Zendesk => zendesk::page(calls, query, cursor).await,
+            Source::Gorgias => gorgias::page(calls, &args.statuses, created_after, cursor).await,
+        };
+        match page {
+            Err(
+                HelpdeskError::RateLimited { retry_after } | HelpdeskError::Paused { retry_after },
+            ) if pauses < PAUSES_PER_PAGE => {
+                pauses += 1;
+                tokio::time::sleep(retry_after.max(Duration::from_millis(100))).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Dry run: the same lookup and [`crate::policy::Policy::decide`] as the worker, counted.

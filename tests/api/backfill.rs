@@ -87,6 +87,12 @@ async fn backfill_queues_and_tags_the_open_zendesk_tickets_and_leaves_tagged_one
         "{}",
         text(&out)
     );
+    // Not a terminal: plain progress lines, with the total Zendesk counted.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("backfill: 3 of 3 tickets listed, 3 queued"),
+        "{}",
+        text(&out)
+    );
 
     wait_tags(&app, z, 101, &["vip-gold"]).await;
     wait_tags(&app, z, 102, &["dispute"]).await;
@@ -115,7 +121,7 @@ async fn backfill_queues_and_tags_the_open_zendesk_tickets_and_leaves_tagged_one
 }
 
 #[tokio::test]
-async fn backfill_queues_and_tags_the_open_gorgias_tickets() {
+async fn backfill_queues_and_tags_the_open_gorgias_tickets_after_waiting_out_a_429() {
     let app = spawn_app(AppOptions::default()).await;
     add_people(&app, Helpdesk::Gorgias);
     let g = Helpdesk::Gorgias;
@@ -125,8 +131,11 @@ async fn backfill_queues_and_tags_the_open_gorgias_tickets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_test_config(dir.path(), &app.raw, &Default::default());
 
+    // The first page answers 429: the backfill waits it out and goes on.
+    app.fake.fail_next(1, 429, Some(1));
     let out = run_cli(&config, &["gorgias"]).await;
     assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(app.fake.count_status(429), 1, "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("2 tickets listed, 2 queued"),
         "{}",
