@@ -27,12 +27,14 @@
 //! | [`policy`] | the decision: customer numbers → tags |
 //! | [`thresholds`] | the `thresholds` report: figures per tier, distribution, what-if, plot |
 //! | [`reload`] | hot reload of `[policy]`: SIGHUP and the watched `--config` file |
+//! | [`backfill`] | `backfill zendesk/gorgias`: list existing tickets, queue them within a share of the budget, resume |
 //! | [`setup`] | `setup zendesk` / `setup gorgias`: webhook, trigger, integration through the admin APIs |
 //! | [`worker`] | dispatcher, leased job, pipeline, settle |
 //! | [`metrics`], [`telemetry`] | Prometheus registry; tracing subscriber |
 //! | [`demo`] | the `demo` subcommand: a sample shop and a small fake Zendesk |
 
 pub mod app;
+pub mod backfill;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -6,6 +6,7 @@
 //! have a file each.
 
 mod audit;
+mod backfill;
 mod check_config;
 mod explain;
 mod healthcheck;
@@ -108,6 +109,9 @@ pub enum Command {
         #[command(subcommand)]
         target: SetupTarget,
     },
+    /// Queue the tickets that are already open (listed through the helpdesk's API) within
+    /// `backfill.budget_share` of its rate budget; resumes where a killed run stopped
+    Backfill(backfill::BackfillCli),
     /// Run the whole flow against a sample order DB and a fake Zendesk: no account needed
     Demo {
         /// Keep serving after the demo so you can send your own webhooks with curl
@@ -186,6 +190,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             with_offline_settings(file, |s| audit::audit(s, args)).await
         }
         Command::Jobs { action } => with_settings(file, |s| jobs::jobs(s, action)).await,
+        Command::Backfill(args) => with_settings(file, |s| backfill::backfill(s, args)).await,
     }
 }
 

@@ -27,8 +27,8 @@ use crate::policy::Policy;
 
 pub use raw::RawRule;
 pub use raw::{
-    Amount, OrdersSettings, RawGorgias, RawPolicy, RawSettings, RawTier, RawZendesk,
-    ServerSettings, StateSettings, WorkerSettings,
+    Amount, BackfillSettings, OrdersSettings, RawGorgias, RawPolicy, RawSettings, RawTier,
+    RawZendesk, ServerSettings, StateSettings, WorkerSettings,
 };
 pub use redact::redact_url_password;
 pub use validate::{load_policy, ConfigError};
@@ -118,6 +118,7 @@ pub struct Settings {
     pub policy: Policy,
     pub zendesk: Option<ZendeskSettings>,
     pub gorgias: Option<GorgiasSettings>,
+    pub backfill: BackfillSettings,
 }
 
 impl Settings {

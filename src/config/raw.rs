@@ -18,6 +18,22 @@ pub struct RawSettings {
     pub policy: RawPolicy,
     pub zendesk: RawZendesk,
     pub gorgias: RawGorgias,
+    #[serde(default)]
+    pub backfill: BackfillSettings,
+}
+
+/// `ltv-tagger backfill`: tickets that were open before the service was installed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillSettings {
+    /// The part of the account's rate budget the backfill may use (0 < x ≤ 1).
+    pub budget_share: f64,
+}
+
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        BackfillSettings { budget_share: 0.5 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -5,6 +5,7 @@ mod support;
 
 mod agent_view;
 mod audit_cli;
+mod backfill;
 mod bad_input;
 mod connection_errors;
 mod dedupe_keys;

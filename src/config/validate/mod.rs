@@ -1,5 +1,6 @@
 //! Validation: one function per section, every problem collected and named by its key.
 
+mod backfill;
 mod helpdesk;
 mod offline;
 mod policy;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use super::raw::{OrdersSettings, RawSettings, ServerSettings, StateSettings, WorkerSettings};
 use super::secrets::resolve_url_files;
 use super::{orders_options, Settings};
+use backfill::backfill;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -34,6 +36,7 @@ impl RawSettings {
         state(&this.state, &mut errs);
         worker(&this.worker, &mut errs);
         orders(&this.orders, &mut errs);
+        backfill(&this.backfill, &mut errs);
         let policy = match this.policy.validate() {
             Ok(p) => Some(p),
             Err(mut e) => {
@@ -57,6 +60,7 @@ impl RawSettings {
                 worker: this.worker.clone(),
                 orders: this.orders.clone(),
                 policy,
+                backfill: this.backfill.clone(),
                 zendesk,
                 gorgias,
             }),

@@ -20,6 +20,7 @@ impl RawSettings {
         super::state(&this.state, &mut errs);
         super::worker(&this.worker, &mut errs);
         super::orders(&this.orders, &mut errs);
+        super::backfill(&this.backfill, &mut errs);
         let policy = this.policy.validate().map_err(|mut e| errs.append(&mut e));
         match policy {
             Ok(policy) if errs.is_empty() => Ok(Settings {
@@ -28,6 +29,7 @@ impl RawSettings {
                 worker: this.worker.clone(),
                 orders: this.orders.clone(),
                 policy,
+                backfill: this.backfill.clone(),
                 zendesk: None,
                 gorgias: None,
             }),

@@ -15,6 +15,9 @@
 //!   an empty body; `GET /api/customers/{id}`; auth `Basic base64("{email}:{key}")`; leaky bucket
 //!   with `X-Gorgias-Account-Api-Call-Limit: used/capacity`.
 //!
+//! * Ticket listings for the backfill (Zendesk search export and count, `users/show_many`;
+//!   Gorgias `GET /api/tickets` with cursors) are in `listing.rs`.
+//!
 //! * Removing tags (`DELETE …/tags` with the same body) is carried out and answers Zendesk 200
 //!   with the tags left, Gorgias 204; Zendesk Update Ticket and Gorgias internal notes are in
 //!   `ticket_writes.rs`.
@@ -30,6 +33,7 @@
 //! an earlier step decided the status.
 
 mod admin;
+mod listing;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -360,6 +364,7 @@ impl Shared {
                 .map(|(capacity, window)| Bucket::new(capacity, window, now)),
             rate_limited: 0,
             admin: admin::Admin::default(),
+            listing: listing::Listing::default(),
             zendesk_bucket_quiet: cfg.zendesk_strict_bucket.is_some(),
         };
         Self {
@@ -394,6 +399,8 @@ struct State {
     rate_limited: usize,
     /// Webhooks, triggers and integrations (`admin.rs`).
     admin: admin::Admin,
+    /// Ticket listings for the backfill (`listing.rs`).
+    listing: listing::Listing,
     /// The Zendesk bucket is a strict one that sends no rate-limit headers.
     zendesk_bucket_quiet: bool,
 }
@@ -838,6 +845,9 @@ fn answer(
         return admin::answer(shared, state, req, helpdesk, found, body);
     }
     if let Some(answer) = safe_update::show_ticket(shared, state, req, helpdesk) {
+        return answer;
+    }
+    if let Some(answer) = listing::answer(shared, state, req, helpdesk) {
         return answer;
     }
     if let Some(answer) = ticket_writes::answer(shared, state, req, helpdesk, body) {
