@@ -28,8 +28,8 @@ impl OrderDb {
     }
 }
 
-/// (name, declared type) of each result column.
-async fn described<DB: Database>(
+/// (name, declared type) of each result column, from the prepared statement (no row needed).
+pub(super) async fn described<DB: Database>(
     pool: &sqlx::Pool<DB>,
     backend: Backend,
     sql: &str,

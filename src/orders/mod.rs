@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use prometheus::Histogram;
-use sqlx::{Column, ColumnIndex, Database, Encode, Executor, IntoArguments, Statement, Type};
+use sqlx::{ColumnIndex, Database, Encode, Executor, IntoArguments, Type};
 
 use connect::{acquire, connect_options, Pool};
 use decode::{mysql_number, pg_number, sqlite_number, stats_from_row, NumberReader};
@@ -279,16 +279,8 @@ pub(super) async fn column_names<DB: Database>(
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    let mut conn = acquire(pool, backend).await?;
-    let statement = conn
-        .prepare(sql)
-        .await
-        .map_err(|e| OrdersError::from_statement(backend, e))?;
-    Ok(statement
-        .columns()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect())
+    let columns = describe::described(pool, backend, sql).await?;
+    Ok(columns.into_iter().map(|(name, _)| name).collect())
 }
 
 async fn fetch_stats<DB: Database>(
