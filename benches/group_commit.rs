@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use chrono::Utc;
-use sqlx::Connection;
 
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
 use ltv_tagger::clock::Millis;
@@ -32,8 +31,11 @@ use ltv_tagger::domain::{CustomerEmail, Requester, Source, TicketId};
 use ltv_tagger::http::webhooks::zendesk;
 use ltv_tagger::state::{NewEvent, StateStore};
 
+#[path = "support/state_db.rs"]
+mod state_db;
+use state_db::StateDb;
+
 const SECRET: &str = "bench-group-commit-secret";
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const EMAIL: &str = "big.spender@example.com";
 const CLIENTS: [usize; 2] = [16, 64];
 /// Events per baseline measurement, webhooks per closed-loop measurement, warm-up.
@@ -75,56 +77,13 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// A fresh state DB: a SQLite file in a temp dir, or a database on the local PostgreSQL.
-struct StateDb {
-    url: String,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl StateDb {
-    async fn create(postgres: bool) -> anyhow::Result<StateDb> {
-        if !postgres {
-            let dir = tempfile::tempdir()?;
-            let url = format!("sqlite://{}", dir.path().join("state.db").display());
-            return Ok(StateDb {
-                url,
-                pg_name: None,
-                _dir: Some(dir),
-            });
-        }
-        let name = format!("ltv_gc_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut c = sqlx::PgConnection::connect(PG_ADMIN)
-            .await
-            .context("PostgreSQL at 127.0.0.1:5432 (user postgres)")?;
-        sqlx::query(&format!("create database {name}"))
-            .execute(&mut c)
-            .await?;
-        c.close().await?;
-        Ok(StateDb {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-            pg_name: Some(name),
-            _dir: None,
-        })
-    }
-
-    async fn store(&self) -> anyhow::Result<StateStore> {
-        let mut st = RawSettings::load(None, "LTV_TAGGER_BENCH_UNSET")?.state;
-        st.url = self.url.clone();
-        let store = StateStore::connect_lazy(&st)?;
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    async fn drop_db(&self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await {
-                let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                    .execute(&mut c)
-                    .await;
-            }
-        }
-    }
+/// The state store on `db`, migrated.
+async fn migrated_store(db: &StateDb) -> anyhow::Result<StateStore> {
+    let mut st = RawSettings::load(None, "LTV_TAGGER_BENCH_UNSET")?.state;
+    st.url = db.url.clone();
+    let store = StateStore::connect_lazy(&st)?;
+    store.migrate().await?;
+    Ok(store)
 }
 
 /// Events/s of one transaction per event from `callers` concurrent callers.
@@ -348,7 +307,7 @@ async fn backend(
     let grouped_db = StateDb::create(postgres).await?;
     let single_db = StateDb::create(postgres).await?;
     let result = async {
-        let store = base_db.store().await?;
+        let store = migrated_store(&base_db).await?;
         baseline(&store, 16, WARMUP_N).await?;
         let grouped = serve(&grouped_db.url, shop_url, &fake, &cfg, 128, http).await?;
         let single = serve(&single_db.url, shop_url, &fake, &cfg, 1, http).await?;
@@ -380,7 +339,7 @@ async fn backend(
         println!("{line}");
         rows.push(line);
         let counted: i64 = sqlx::query_scalar("select count(*) from inbox")
-            .fetch_one(grouped_db.store().await?.pool())
+            .fetch_one(migrated_store(&grouped_db).await?.pool())
             .await?;
         println!("  ({counted} events committed by the group-commit binary)");
         for mut s in [grouped, single] {

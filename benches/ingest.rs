@@ -33,7 +33,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
-use sqlx::Connection;
 
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
 use ltv_tagger::app::Application;
@@ -45,6 +44,10 @@ use ltv_tagger::domain::Tag;
 use ltv_tagger::http::webhooks::{self, gorgias, zendesk};
 use ltv_tagger::policy::{Policy, VipTier};
 use ltv_tagger::state::{NewEvent, StateStore};
+
+#[path = "support/state_db.rs"]
+mod state_db;
+use state_db::StateDb;
 
 // ---- sizes (the whole run stays under ~3 minutes on 2 shared cores) ---------------------------
 
@@ -66,8 +69,6 @@ const BACKLOG_N: usize = 2000;
 const BACKLOG_BURSTS: usize = 3;
 
 const SECRET: &str = "bench-zendesk-signing-secret";
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
 /// Customers of `create_sample_shop`, and one it does not know.
 const CUSTOMERS: [&str; 5] = [
     "big.spender@example.com", // vip-gold → tag write
@@ -443,51 +444,6 @@ fn micro_section(table: &mut Table, sections: &Sections) {
 }
 
 // ---- shared plumbing for the end-to-end sections -----------------------------------------------
-
-/// A state database made for this run (dropped at the end for PostgreSQL).
-struct StateDb {
-    url: String,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl StateDb {
-    async fn sqlite() -> anyhow::Result<StateDb> {
-        let dir = tempfile::tempdir()?;
-        Ok(StateDb {
-            url: format!("sqlite://{}", dir.path().join("state.db").display()),
-            pg_name: None,
-            _dir: Some(dir),
-        })
-    }
-
-    async fn postgres() -> anyhow::Result<StateDb> {
-        let name = format!("ltv_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut c = sqlx::PgConnection::connect(PG_ADMIN)
-            .await
-            .context("PostgreSQL at 127.0.0.1:5432 (user postgres)")?;
-        sqlx::query(&format!("create database {name}"))
-            .execute(&mut c)
-            .await?;
-        c.close().await?;
-        Ok(StateDb {
-            url: format!("{PG_BASE}/{name}"),
-            pg_name: Some(name),
-            _dir: None,
-        })
-    }
-
-    async fn drop_db(&self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await {
-                let sql = format!("drop database if exists {name} with (force)");
-                if let Err(e) = sqlx::query(&sql).execute(&mut c).await {
-                    eprintln!("warning: cannot drop {name}: {e}");
-                }
-            }
-        }
-    }
-}
 
 fn settings(
     state_url: &str,
