@@ -207,6 +207,11 @@ async fn a_dead_letter_retried_from_the_cli_lands() {
         r.fake.tags(Helpdesk::Zendesk, "77") == ["vip"]
     })
     .await;
+    // The tag is at the helpdesk before the job's audit row is written: wait for the row.
+    wait_until(Duration::from_secs(20), "the second audit row", || async {
+        r.store.audit(None, 10).await.map(|a| a.len()).unwrap_or(0) >= 2
+    })
+    .await;
     let audit = r.store.audit(None, 10).await.expect("audit");
     assert_eq!(
         audit
