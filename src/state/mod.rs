@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `inbox.rs` | commit an event and its job in one transaction, coalescing per ticket |
 //! | `inbox_batch.rs` | the same for a whole batch of events: one transaction, three statements |
+//! | `batch_sql.rs` | those statements' text, in a few fixed shapes that stay prepared |
 //! | `group_commit.rs` | the committer: events of concurrent webhooks in one transaction |
 //! | `queue.rs` | claim due jobs under a lease; the [`LeasedJob`] handle (renew, finish, retry, release) |
 //! | `reclaim.rs` | expired leases back to the queue; corrupt rows parked |
@@ -20,6 +21,7 @@
 //! | `retention.rs` | pruning old rows, and the loop that does it |
 
 mod audit;
+mod batch_sql;
 mod db_clock;
 mod dead_letters;
 mod group_commit;
