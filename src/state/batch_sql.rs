@@ -73,7 +73,7 @@ fn now_source(sql: &mut String, backend: Backend) {
     sql.push_str(" as now) as t, ");
 }
 
-/// 1. Inbox rows; a key already stored, or earlier in the batch, returns no row.
+/// Step 1, inbox rows; a key already stored, or earlier in the batch, returns no row.
 pub(super) fn inbox(backend: Backend, rows: usize) -> Cow<'static, str> {
     static TEXTS: [Texts; 2] = [const { [const { OnceLock::new() }; SHAPES] }; 2];
     cached(&TEXTS, backend, rows, |backend, rows| {
@@ -91,7 +91,7 @@ pub(super) fn inbox(backend: Backend, rows: usize) -> Cow<'static, str> {
     })
 }
 
-/// 2. One job upsert per ticket (the conflict target repeats `job_queued_ticket_uq`'s predicate).
+/// Step 2, one job upsert per ticket (the conflict target repeats `job_queued_ticket_uq`'s predicate).
 pub(super) fn job(backend: Backend, rows: usize) -> Cow<'static, str> {
     static TEXTS: [Texts; 2] = [const { [const { OnceLock::new() }; SHAPES] }; 2];
     cached(&TEXTS, backend, rows, |backend, rows| {
@@ -125,8 +125,8 @@ pub(super) fn job(backend: Backend, rows: usize) -> Cow<'static, str> {
     })
 }
 
-/// 3. Each inbox row linked to its job: `(inbox id, job id)` rows (no `now`); padding repeats
-/// the last row.
+/// Step 3, each inbox row linked to its job, from `(inbox id, job id)` rows (no `now`); the padding
+/// repeats the last row.
 pub(super) fn link(backend: Backend, rows: usize) -> Cow<'static, str> {
     static TEXTS: [Texts; 2] = [const { [const { OnceLock::new() }; SHAPES] }; 2];
     cached(&TEXTS, backend, rows, |backend, rows| {
