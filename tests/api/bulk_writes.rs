@@ -54,7 +54,7 @@ impl Rig {
 
 /// A worker whose Zendesk budget is [`PER_MINUTE`], started with `jobs` already queued (ticket
 /// `n` for `gold@` when even, `pending@` when odd: two tag sets), oldest first.
-async fn backlog(jobs: u64, prepare: impl FnOnce(&FakeHelpdesk)) -> Rig {
+async fn backlog(db: Db, jobs: u64, prepare: impl FnOnce(&FakeHelpdesk)) -> Rig {
     let cfg = FakeHelpdeskConfig {
         zendesk_limit_per_minute: Some(PER_MINUTE),
         ..FakeHelpdeskConfig::default()
@@ -63,7 +63,7 @@ async fn backlog(jobs: u64, prepare: impl FnOnce(&FakeHelpdesk)) -> Rig {
         raw.zendesk.requests_per_minute = PER_MINUTE;
         raw.zendesk.bulk_after = Duration::from_secs(1);
     };
-    let Setup { worker, fake, dbs } = setup_with(Db::Sqlite, cfg, tweak, None).await;
+    let Setup { worker, fake, dbs } = setup_with(db, cfg, tweak, None).await;
     fake.set_bulk_ticket_time(Duration::from_millis(2));
     prepare(&fake);
     let rig = Rig {
@@ -115,12 +115,11 @@ fn calls(s: &Rig, path_end: &str) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_over_the_budget_is_tagged_through_update_many_in_fewer_calls_than_tickets() {
-    const JOBS: u64 = 250;
-    let s = backlog(JOBS, |_| {}).await;
-    wait_all_audited(&s, JOBS).await;
-    for n in 1..=JOBS {
+/// Two tag sets over `jobs` tickets, 2 left to single writes: the rest in a few bulk calls.
+async fn a_backlog_clears_through_update_many_on(db: Db, jobs: u64) {
+    let s = backlog(db, jobs, |_| {}).await;
+    wait_all_audited(&s, jobs).await;
+    for n in 1..=jobs {
         let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
         assert_eq!(
             s.fake.tags(Vendor::Zendesk, &n.to_string()),
@@ -140,12 +139,13 @@ async fn a_backlog_over_the_budget_is_tagged_through_update_many_in_fewer_calls_
     let (bulk, single) = (calls(&s, "/update_many.json"), calls(&s, "/tags"));
     assert!(
         bulk >= 3,
-        "two tag sets, 248 tickets: at least 3 update_many calls ({bulk})"
+        "two tag sets, {} tickets in bulk: at least 3 update_many calls ({bulk})",
+        jobs - 2
     );
     let all = s.fake.requests().len();
     assert!(
-        all * 10 < JOBS as usize,
-        "{all} calls for {JOBS} tickets ({bulk} bulk, {single} single)"
+        all * 10 < jobs as usize,
+        "{all} calls for {jobs} tickets ({bulk} bulk, {single} single)"
     );
     assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
     assert_eq!(s.fake.rate_limited(), 0);
@@ -154,9 +154,19 @@ async fn a_backlog_over_the_budget_is_tagged_through_update_many_in_fewer_calls_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_over_the_budget_is_tagged_through_update_many_in_fewer_calls_than_tickets() {
+    a_backlog_clears_through_update_many_on(Db::Sqlite, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_over_the_budget_is_tagged_through_update_many_with_state_on_postgres() {
+    a_backlog_clears_through_update_many_on(Db::Postgres, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_results_in_one_job_status_settle_each_job_from_its_own_ticket() {
     const JOBS: u64 = 20;
-    let s = backlog(JOBS, |fake| {
+    let s = backlog(Db::Sqlite, JOBS, |fake| {
         // Oldest first: tickets 1 and 2 are in the bulk round, not among the 2 left to singles.
         fake.fail_in_bulk("1", "RecordInvalid", "Tags: too many tags on ticket");
         fake.delete_ticket(Vendor::Zendesk, "2");
@@ -196,7 +206,7 @@ async fn mixed_results_in_one_job_status_settle_each_job_from_its_own_ticket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_status_sends_all_its_jobs_back_to_be_retried_alone() {
     const JOBS: u64 = 12;
-    let s = backlog(JOBS, |fake| fake.doom_next_bulk_job("failed")).await;
+    let s = backlog(Db::Sqlite, JOBS, |fake| fake.doom_next_bulk_job("failed")).await;
     wait_all_audited(&s, JOBS).await;
     let mut retried = 0;
     for n in 1..=JOBS {
@@ -212,9 +222,42 @@ async fn a_failed_job_status_sends_all_its_jobs_back_to_be_retried_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_that_meets_a_server_error_is_tried_again_later_and_no_job_is_retried() {
+    const JOBS: u64 = 20;
+    let s = backlog(Db::Sqlite, JOBS, |fake| {
+        // Jobs of 9 tickets stay working ~2 s: several polls each.
+        fake.set_bulk_ticket_time(Duration::from_millis(200));
+    })
+    .await;
+    wait_until(Duration::from_secs(60), "both bulk jobs queued", || async {
+        s.fake.bulk_jobs() >= 2
+    })
+    .await;
+    s.fake.fail_next(2, 503, None);
+    wait_all_audited(&s, JOBS).await;
+    let failed_polls = s
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/job_statuses/") && r.status == 503)
+        .count();
+    assert!(failed_polls >= 1, "{:?}", s.fake.requests());
+    for n in 1..=JOBS {
+        let rows = audit_of(&s, n).await;
+        assert_eq!(rows[0].record.outcome, "tagged", "ticket {n}");
+        assert_eq!(
+            rows[0].attempts, 1,
+            "ticket {n}: the poll was retried, not the job"
+        );
+    }
+    assert_eq!(s.fake.bulk_jobs(), 2, "no job queued twice");
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_another_client_holds_all_30_job_slots_the_bulk_write_waits_and_loses_nothing() {
     const JOBS: u64 = 30;
-    let s = backlog(0, |_| {}).await;
+    let s = backlog(Db::Sqlite, 0, |_| {}).await;
     // Another client (a replica, an admin's script) fills the account's 30 job slots for ~12 s (the service's own call waits for its budget behind the single writes in flight).
     s.fake.set_bulk_ticket_time(Duration::from_secs(12));
     let http = reqwest::Client::new();

@@ -290,4 +290,17 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_bulk_after_outside_1s_to_1h_is_refused_naming_the_key() {
+        let zendesk = "[orders]\nurl = \"sqlite://x.db\"\n[zendesk]\nsubdomain = \"acme\"\nemail = \"a@b.c\"\napi_token = \"t\"\nwebhook_secret = \"s\"\n";
+        for bad in ["0s", "500ms", "2h"] {
+            let errs = errors_of(&format!("{zendesk}bulk_after = \"{bad}\"\n"));
+            assert!(
+                errs.iter().any(|e| e.starts_with("zendesk.bulk_after:")),
+                "{bad}: {errs:?}"
+            );
+        }
+        assert!(errors_of(&format!("{zendesk}bulk_after = \"30s\"\n")).is_empty());
+    }
 }
