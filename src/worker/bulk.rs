@@ -86,26 +86,31 @@ impl Worker {
                 }
             }
         };
-        let settled = tokio::select! {
-            settled = self.bulk_round(&jobs) => settled,
-            _ = heartbeat => unreachable!("the heartbeat never ends"),
+        // The leases are renewed until the last job is settled.
+        let work = async {
+            let settled = self.bulk_round(&jobs).await;
+            stream::iter(settled)
+                .for_each_concurrent(
+                    self.settings.concurrency.max(1),
+                    |(job, attempt)| async move {
+                        self.settle(&job, attempt).await;
+                    },
+                )
+                .await;
+        };
+        tokio::select! {
+            () = work => {}
+            // (The heartbeat loops until the round is over.)
+            () = heartbeat => {}
             _ = stop.cancelled() => {
+                // A job already settled is not ours any more: its release changes nothing.
                 for job in &jobs {
                     if let Err(e) = job.release(Millis::now()).await {
                         tracing::warn!(error = %e, "cannot release lease; it expires by itself");
                     }
                 }
-                return;
             }
-        };
-        stream::iter(settled)
-            .for_each_concurrent(
-                self.settings.concurrency.max(1),
-                |(job, attempt)| async move {
-                    self.settle(&job, attempt).await;
-                },
-            )
-            .await;
+        }
     }
 
     /// Every job's attempt: decided before any write, written singly, or from its ticket's
