@@ -125,6 +125,8 @@ impl Application {
         let grace = settings.server.shutdown_grace;
         let server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+                // Before `listen`: the listener takes the hook it finds then.
+                .on_connect(http::connection::on_connect)
                 .listen(listener)?
                 .disable_signals()
                 .max_connections(settings.server.max_connections)

@@ -1,8 +1,9 @@
 //! The HTTP layer: routes, and the state every handler shares.
 //!
 //! `webhooks/` is the ingest path; `health.rs` answers `/livez` and `/readyz`; `metrics.rs`
-//! renders `/metrics`.
+//! renders `/metrics`; `connection.rs` closes a connection refused under overload at once.
 
+pub mod connection;
 mod health;
 mod metrics;
 pub mod webhooks;
