@@ -20,8 +20,6 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 9 item 1 is not done: 2,000 stalled bodies still take the debug binary to \
-            ~370 MiB (BENCHMARKS.md, 'Stalled bodies'); run with --ignored to measure"]
 async fn two_thousand_stalled_maximum_bodies_keep_rss_under_128_mib() {
     const CONNECTIONS: usize = 2000;
     const MAX_BODY: usize = 262_144;
