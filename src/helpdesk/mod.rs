@@ -10,6 +10,7 @@ pub mod gorgias;
 mod ticket_view;
 mod update;
 pub mod zendesk;
+mod zendesk_rate_headers;
 mod zendesk_safe_update;
 mod zendesk_update;
 

@@ -2,11 +2,11 @@
 //! fields, private comment: the body is built in `zendesk_update.rs`).
 
 use async_trait::async_trait;
-use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::zendesk_rate_headers::{account_remaining, endpoint_remaining};
 use super::zendesk_safe_update::{add_stamp, fresh_ticket};
 use super::zendesk_update::{update_ticket_body, UPDATE_TICKET_PER_MINUTE};
 use super::{
@@ -24,16 +24,6 @@ pub struct ZendeskClient {
     view: TicketView,
     /// Update Ticket's own budget (100 per minute per account), drawn before the plan's.
     update_budget: RateBudget,
-}
-
-/// `X-Rate-Limit-Remaining: 123`
-fn remaining(h: &HeaderMap) -> Option<f64> {
-    h.get("x-rate-limit-remaining")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 impl ZendeskClient {
@@ -67,7 +57,7 @@ impl ZendeskClient {
                 settings.request_timeout,
                 budget,
                 metrics,
-                remaining,
+                account_remaining,
             )?
             .with_max_retry_after(max_retry_after),
             view: settings.view.clone(),
@@ -144,10 +134,12 @@ impl Helpdesk for ZendeskClient {
             .await
             .map_err(|e| HelpdeskError::Unavailable(format!("rate budget: state DB: {e}")))?;
         self.api
-            .send(
+            .send_capping(
                 Method::PUT,
                 &format!("/api/v2/tickets/{ticket}"),
                 Some(&update_ticket_body(update)),
+                &self.update_budget,
+                endpoint_remaining,
             )
             .await?;
         Ok(())

@@ -23,6 +23,10 @@ impl CloseMark {
     pub fn is_set(&self) -> bool {
         self.0.get()
     }
+
+    pub fn set(&self) {
+        self.0.set(true);
+    }
 }
 
 /// The server's on-connect hook: gives the request handlers the connection's mark.
@@ -33,7 +37,7 @@ pub fn on_connect(stream: &PacedRead, data: &mut Extensions) {
 /// Closes the request's connection once its answer is written: nothing more is read from it.
 /// Does nothing for a request without such a connection (tests calling handlers directly).
 pub fn close_after_answer(req: &HttpRequest) {
-    if let Some(CloseMark(mark)) = req.conn_data::<CloseMark>() {
-        mark.set(true);
+    if let Some(mark) = req.conn_data::<CloseMark>() {
+        mark.set();
     }
 }

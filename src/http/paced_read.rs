@@ -104,3 +104,33 @@ impl AsyncWrite for PacedRead {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn each_read_takes_one_turn_and_a_set_mark_reads_as_the_end() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        client.write_all(&[7u8; 20 * 1024]).await.expect("write");
+        let mut stream = PacedRead::new(server);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        while total < 20 * 1024 {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0 && n <= READ_TURN, "read {n} bytes");
+            total += n;
+        }
+        client.write_all(b"more").await.expect("write");
+        stream.close_mark().set();
+        assert_eq!(stream.read(&mut buf).await.expect("read"), 0);
+    }
+}

@@ -49,6 +49,7 @@ use base64::Engine as _;
 use ltv_tagger::config::RawSettings;
 use serde_json::{json, Value};
 
+mod rate_headers;
 mod safe_update;
 mod ticket_writes;
 pub use ticket_writes::Note;
@@ -366,6 +367,7 @@ impl Shared {
             admin: admin::Admin::default(),
             listing: listing::Listing::default(),
             zendesk_bucket_quiet: cfg.zendesk_strict_bucket.is_some(),
+            extra_headers: rate_headers::ExtraHeaders::default(),
         };
         Self {
             zendesk_credentials: format!("{}/token:{}", cfg.zendesk_email, cfg.zendesk_token),
@@ -403,6 +405,8 @@ struct State {
     listing: listing::Listing,
     /// The Zendesk bucket is a strict one that sends no rate-limit headers.
     zendesk_bucket_quiet: bool,
+    /// More rate-limit headers on Zendesk answers (`rate_headers.rs`).
+    extra_headers: rate_headers::ExtraHeaders,
 }
 
 impl State {
@@ -598,7 +602,10 @@ async fn handle(
 
     let mut state = shared.lock();
     let answer = answer(&shared, &mut state, &req, helpdesk, body.as_deref());
-    let response = answer.into_response(helpdesk, &mut state, Instant::now());
+    let mut response = answer.into_response(helpdesk, &mut state, Instant::now());
+    if helpdesk == Helpdesk::Zendesk {
+        rate_headers::add(&state.extra_headers, &req, &mut response);
+    }
     state.requests.push(RecordedRequest {
         helpdesk,
         method: req.method().to_string(),
