@@ -22,6 +22,9 @@
 //!   with the tags left, Gorgias 204; Zendesk Update Ticket and Gorgias internal notes are in
 //!   `ticket_writes.rs`.
 //!
+//! * Zendesk's other rate-limit headers (`ratelimit-remaining`, `zendesk-ratelimit-<endpoint>`),
+//!   added to every answer or to one route's, are in `rate_headers.rs`.
+//!
 //! Both helpdesks share one base URL: Zendesk routes live under `/api/v2/`, Gorgias routes under
 //! `/api/`. The verbs that replace tags (Zendesk `POST`, Gorgias `PUT`) are carried out, as the
 //! real services would, and recorded as violations.
