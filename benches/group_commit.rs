@@ -10,6 +10,10 @@
 //! 3. open loop at 1,000 webhooks/s for 3 s against the group-commit binary: p50/p99 latency
 //!    measured from each request's scheduled send time (so a stall is not hidden by waiting).
 //!
+//! Each of `ROUNDS` rounds runs all three in turn (medians reported; latencies pooled). The child
+//! inherits the bench's environment, so `LTV_TAGGER__STATE__GROUP_COMMIT_WINDOW=1ms cargo bench …`
+//! measures another setting.
+//!
 //! Pass words after `--` to run only the backends whose names contain one of them
 //! (`cargo bench --bench group_commit -- sqlite`).
 
@@ -45,6 +49,8 @@ const WARMUP_N: usize = 500;
 /// Open loop: rate and duration.
 const OPEN_RATE: u64 = 1000;
 const OPEN_SECS: u64 = 3;
+/// Rounds of every measurement, alternating.
+const ROUNDS: usize = 3;
 /// Linux reports utime/stime in USER_HZ ticks, 100 per second on every mainstream architecture.
 const USER_HZ: f64 = 100.0;
 
@@ -67,6 +73,10 @@ fn trigger_body(ticket: u64) -> String {
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v.sort_by(f64::total_cmp);
     v
+}
+
+fn median(v: &[f64]) -> f64 {
+    pct(&sorted(v.to_vec()), 0.5)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -314,23 +324,42 @@ async fn backend(
         for s in [&grouped, &single] {
             closed_loop(http, &s.base, prepare(WARMUP_N), 16).await?;
         }
-        for clients in CLIENTS {
-            // Alternating, so drift on the machine hits all three alike.
-            let base = baseline(&store, clients, BASELINE_N).await?;
-            let (g, g_cpu) = measure(&grouped, http, clients).await?;
-            let (s1, s1_cpu) = measure(&single, http, clients).await?;
+        // Rounds alternate the three measurements, so drift on the machine hits them alike;
+        // the table gives the median of the rounds and the range of the ratios.
+        let mut m: Vec<[Vec<f64>; 5]> = CLIENTS.iter().map(|_| Default::default()).collect();
+        let mut lat = Vec::new();
+        for _ in 0..ROUNDS {
+            for (k, clients) in CLIENTS.into_iter().enumerate() {
+                let base = baseline(&store, clients, BASELINE_N).await?;
+                let (g, g_cpu) = measure(&grouped, http, clients).await?;
+                let (s1, s1_cpu) = measure(&single, http, clients).await?;
+                println!("  {clients} clients: baseline {base:.0}/s, group commit {g:.0}/s ({:.2}×, {g_cpu:.0} µs), max_batch 1 {s1:.0}/s", g / base);
+                for (v, x) in m[k].iter_mut().zip([base, g, g_cpu, s1, s1_cpu]) {
+                    v.push(x);
+                }
+            }
+            lat.extend(open_loop(http, &grouped.base).await?);
+        }
+        for (k, clients) in CLIENTS.into_iter().enumerate() {
+            let [base, g, g_cpu, s1, s1_cpu] = &m[k];
+            let ratios = sorted(g.iter().zip(base).map(|(g, b)| g / b).collect());
+            let (base, g, s1) = (median(base), median(g), median(s1));
             let line = format!(
-                "| {name} | {clients} | {base:.0}/s | {g:.0}/s ({:.2}×) | {g_cpu:.0} µs | \
-                 {s1:.0}/s ({:.2}×) | {s1_cpu:.0} µs |",
+                "| {name} | {clients} | {base:.0}/s | {g:.0}/s ({:.2}×; rounds {:.2}–{:.2}×) | {:.0} µs | \
+                 {s1:.0}/s ({:.2}×) | {:.0} µs |",
                 g / base,
-                s1 / base
+                ratios[0],
+                ratios[ratios.len() - 1],
+                median(g_cpu),
+                s1 / base,
+                median(s1_cpu)
             );
             println!("{line}");
             rows.push(line);
         }
-        let lat = open_loop(http, &grouped.base).await?;
+        let lat = sorted(lat);
         let line = format!(
-            "| {name} | open loop {OPEN_RATE}/s × {OPEN_SECS}s | p50 {:.2} ms | p99 {:.2} ms | \
+            "| {name} | open loop {OPEN_RATE}/s × {OPEN_SECS}s × {ROUNDS} | p50 {:.2} ms | p99 {:.2} ms | \
              max {:.2} ms |",
             pct(&lat, 0.5) / 1e6,
             pct(&lat, 0.99) / 1e6,

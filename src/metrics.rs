@@ -27,6 +27,10 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Webhook events per group-commit transaction.
     pub ingest_commit_batch_size: Histogram,
+    /// `call` (update_many|job_status) × `status` (HTTP status, or error): Zendesk bulk calls.
+    pub bulk_calls: IntCounterVec,
+    /// `result` (tagged|failed|retried): tickets of bulk jobs, by how their job was settled.
+    pub bulk_tickets: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +101,22 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(ingest_commit_batch_size.clone()))?;
+        let bulk_calls = IntCounterVec::new(
+            Opts::new(
+                "bulk_calls_total",
+                "Zendesk bulk tag-write calls (update_many, job_status polls) by status",
+            ),
+            &["call", "status"],
+        )?;
+        let bulk_tickets = IntCounterVec::new(
+            Opts::new(
+                "bulk_tickets_total",
+                "Tickets written through update_many, by result (tagged|failed|retried)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(bulk_calls.clone()))?;
+        registry.register(Box::new(bulk_tickets.clone()))?;
         Ok(Metrics {
             registry,
             webhooks_received,
@@ -108,6 +128,8 @@ impl Metrics {
             shadow_decisions,
             config_reloads,
             ingest_commit_batch_size,
+            bulk_calls,
+            bulk_tickets,
         })
     }
 

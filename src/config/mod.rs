@@ -141,6 +141,8 @@ pub struct ZendeskSettings {
     pub timestamp_tolerance: Duration,
     pub requests_per_minute: u32,
     pub request_timeout: Duration,
+    /// `zendesk.bulk_after`: the backlog the budget clears within it is left to single writes.
+    pub bulk_after: Duration,
     pub dangerous_accept_test_secret: bool,
     /// Event-subscription types queued, without the `zen:event-type:` prefix.
     pub event_types: Vec<String>,

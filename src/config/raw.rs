@@ -197,6 +197,10 @@ pub struct RawZendesk {
     pub requests_per_minute: u32,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A ready backlog the budget cannot clear with single writes within this time is written
+    /// in bulk (`update_many`), up to 100 tickets per call.
+    #[serde(with = "humantime_serde")]
+    pub bulk_after: Duration,
     pub dangerous_accept_test_secret: bool,
     /// Event-subscription types queued (`ticket.created`, …); others are answered `ignored`.
     pub event_types: Vec<String>,

@@ -1,7 +1,8 @@
 //! Helpdesk REST clients, looked up by [`Source`] in one registry ([`Helpdesks`]).
 //!
 //! `api.rs` sends every call (rate budget, status → [`HelpdeskError`], `Retry-After`, metrics);
-//! `zendesk.rs` and `gorgias.rs` hold only each vendor's endpoints and auth.
+//! `zendesk.rs` and `gorgias.rs` hold only each vendor's endpoints and auth; `zendesk_bulk.rs`
+//! Zendesk's bulk tag writes (`update_many` and its job status).
 
 mod answer;
 mod api;
@@ -10,6 +11,7 @@ pub mod gorgias;
 mod ticket_view;
 mod update;
 pub mod zendesk;
+mod zendesk_bulk;
 mod zendesk_rate_headers;
 mod zendesk_safe_update;
 mod zendesk_update;
@@ -25,6 +27,9 @@ pub use gorgias::GorgiasClient;
 pub use ticket_view::{check_template, FieldIds, TicketView, NOTE_PLACEHOLDERS};
 pub use update::TicketUpdate;
 pub use zendesk::ZendeskClient;
+pub use zendesk_bulk::{
+    BulkJob, BulkState, BulkStatus, BulkWrites, TicketFailure, MAX_BULK_JOBS, MAX_BULK_TICKETS,
+};
 pub use zendesk_safe_update::FreshTicket;
 
 use crate::config::Settings;
@@ -67,6 +72,11 @@ pub trait Helpdesk: Send + Sync {
 
     /// The custom fields and note this helpdesk writes with the tags (`None`: tags only).
     fn view(&self) -> Option<&TicketView> {
+        None
+    }
+
+    /// Bulk tag writes (`None`, the default: this helpdesk writes one ticket per call).
+    fn bulk(&self) -> Option<&dyn BulkWrites> {
         None
     }
 }

@@ -1,11 +1,13 @@
 //! Zendesk Support API: read a requester's email, add tags to a ticket, update a ticket (tags,
-//! fields, private comment: the body is built in `zendesk_update.rs`).
+//! fields, private comment: the body is built in `zendesk_update.rs`); bulk tag writes are in
+//! `zendesk_bulk.rs`.
 
 use async_trait::async_trait;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::zendesk_bulk::{BulkSlots, BulkWrites};
 use super::zendesk_rate_headers::{account_remaining, endpoint_remaining};
 use super::zendesk_safe_update::{add_stamp, fresh_ticket};
 use super::zendesk_update::{update_ticket_body, UPDATE_TICKET_PER_MINUTE};
@@ -24,6 +26,8 @@ pub struct ZendeskClient {
     view: TicketView,
     /// Update Ticket's own budget (100 per minute per account), drawn before the plan's.
     update_budget: RateBudget,
+    /// `update_many`: the backlog left to single writes, and the account's job slots.
+    bulk: BulkSlots,
 }
 
 impl ZendeskClient {
@@ -44,6 +48,7 @@ impl ZendeskClient {
             format!("zendesk-update-ticket:{}", settings.base_url),
             UPDATE_TICKET_PER_MINUTE,
         );
+        let bulk = BulkSlots::new(settings.requests_per_minute, settings.bulk_after);
         let budget = RateBudget::zendesk(
             store,
             format!("zendesk:{}", settings.base_url),
@@ -62,12 +67,17 @@ impl ZendeskClient {
             .with_max_retry_after(max_retry_after),
             view: settings.view.clone(),
             update_budget,
+            bulk,
         })
     }
 
     /// The API client itself, for calls beyond the worker's (`setup`'s admin calls).
     pub fn api(&self) -> &ApiClient {
         &self.api
+    }
+
+    pub(super) fn bulk_slots(&self) -> &BulkSlots {
+        &self.bulk
     }
 
     /// `PUT /api/v2/tickets/{id}/tags`, a safe update when `stamp` is known (409 if stale).
@@ -95,6 +105,10 @@ impl ZendeskClient {
 impl Helpdesk for ZendeskClient {
     fn view(&self) -> Option<&TicketView> {
         Some(&self.view)
+    }
+
+    fn bulk(&self) -> Option<&dyn BulkWrites> {
+        Some(self)
     }
 
     /// `GET /api/v2/users/{id}` → `user.email` (None when the user has no email).

@@ -6,17 +6,16 @@
 //! job per ticket, the ticket's events folded first as sequential upserts would fold them (the
 //! latest requester and tags win, `event_count` grows by the number of events); (3) each inbox
 //! row linked to its job. Rows are written in key order, so that batches committed at once on
-//! PostgreSQL take their locks in one order and cannot deadlock. The statements' text depends on the batch size, so they are not kept
-//! in the connection's statement cache (they would push out the queue's hot statements).
+//! PostgreSQL take their locks in one order and cannot deadlock. The statements come in a few
+//! fixed shapes (`batch_sql.rs`), padded up to the next power of two, so they stay prepared.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use sqlx::Row;
 
-use super::{join_tags, Enqueued, NewEvent, StateStore};
+use super::{batch_sql, join_tags, Enqueued, NewEvent, StateStore};
 use crate::clock::Millis;
-use crate::domain::{JobId, JobState, Requester};
+use crate::domain::{JobId, Requester};
 
 /// One ticket's events of the batch that were not duplicates, folded into one job upsert.
 struct TicketJob<'a> {
@@ -47,33 +46,14 @@ impl StateStore {
         let mut tx = self.pool.begin().await?;
 
         // 1. Inbox rows; a key already stored, or earlier in the batch, returns no row.
-        let mut sql = String::from(
-            "insert into inbox (source, dedupe_key, ticket_id, event_type, body, received_at) values ",
-        );
-        let now_param = events.len() * 5 + 1;
-        for i in 0..events.len() {
-            let b = i * 5;
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(
-                sql,
-                "{sep}(${}, ${}, ${}, ${}, ${}, ${now_param})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            );
-        }
-        sql.push_str(
-            " on conflict (source, dedupe_key) do nothing returning id, source, dedupe_key",
-        );
         // Rows go in key order (a stable sort: the first of two equal keys stays first), and
         // tickets below in ticket order, so batches committed at once lock in one order.
         let mut order: Vec<&NewEvent> = events.to_vec();
         order.sort_by(|a, b| {
             (a.source.as_str(), &a.dedupe_key).cmp(&(b.source.as_str(), &b.dedupe_key))
         });
-        let mut q = sqlx::query(&sql).persistent(false);
+        let sql = batch_sql::inbox(self.backend, order.len());
+        let mut q = sqlx::query(&sql).bind(now);
         for ev in order {
             q = q
                 .bind(ev.source.as_str())
@@ -82,7 +62,11 @@ impl StateStore {
                 .bind(&ev.event_type)
                 .bind(&ev.body);
         }
-        let rows = q.bind(now).fetch_all(&mut *tx).await?;
+        for _ in events.len()..batch_sql::shape(events.len()) {
+            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>);
+            q = q.bind(None::<&str>).bind(None::<&str>);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
         for row in rows {
             inserted.insert(
@@ -137,44 +121,8 @@ impl StateStore {
             return Ok(out);
         }
         tickets.sort_by(|a, b| (a.source, &a.ticket).cmp(&(b.source, &b.ticket)));
-        let now_param = tickets.len() * 7 + 1;
-        let mut sql = String::from(
-            "insert into job (source, ticket_id, requester_email, requester_id, ticket_tags,
-                              event_count, state, attempts, run_at, created_at, updated_at,
-                              ticket_updated_at) values ",
-        );
-        for i in 0..tickets.len() {
-            let b = i * 7;
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(
-                sql,
-                "{sep}(${}, ${}, ${}, ${}, ${}, ${}, '{queued}', 0, ${now_param}, ${now_param}, ${now_param}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                queued = JobState::Queued
-            );
-        }
-        let _ = write!(
-            sql,
-            " on conflict (source, ticket_id) where state = '{queued}'
-              do update set requester_email = case when {names} then excluded.requester_email
-                                                   else job.requester_email end,
-                            requester_id = case when {names} then excluded.requester_id
-                                                else job.requester_id end,
-                            ticket_tags = excluded.ticket_tags,
-                            ticket_updated_at = excluded.ticket_updated_at,
-                            event_count = job.event_count + excluded.event_count,
-                            updated_at = excluded.updated_at
-              returning id, source, ticket_id, event_count",
-            queued = JobState::Queued,
-            names = super::inbox::NAMES_REQUESTER,
-        );
-        let mut q = sqlx::query(&sql).persistent(false);
+        let sql = batch_sql::job(self.backend, tickets.len());
+        let mut q = sqlx::query(&sql).bind(now);
         for t in &tickets {
             q = q
                 .bind(t.source)
@@ -185,7 +133,12 @@ impl StateStore {
                 .bind(t.events.len() as i64)
                 .bind(t.stamp);
         }
-        let rows = q.bind(now).fetch_all(&mut *tx).await?;
+        for _ in tickets.len()..batch_sql::shape(tickets.len()) {
+            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>);
+            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<i64>);
+            q = q.bind(None::<&str>);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
         let mut jobs: HashMap<(String, String), (JobId, i64)> = HashMap::with_capacity(rows.len());
         for row in rows {
             jobs.insert(
@@ -195,7 +148,6 @@ impl StateStore {
         }
 
         // 3. Each inbox row linked to its job, in one statement.
-        let mut sql = String::from("update inbox set job_id = case id");
         let mut links: Vec<(i64, JobId)> = Vec::with_capacity(events.len());
         for t in &tickets {
             let Some(&(job_id, event_count)) = jobs.get(&(t.source.to_string(), t.ticket.clone()))
@@ -215,22 +167,14 @@ impl StateStore {
                 }
             }
         }
-        for k in 0..links.len() {
-            let _ = write!(
-                sql,
-                " when ${} then cast(${} as bigint)",
-                2 * k + 1,
-                2 * k + 2
-            );
-        }
-        sql.push_str(" end where id in (");
-        for k in 0..links.len() {
-            let sep = if k == 0 { "" } else { ", " };
-            let _ = write!(sql, "{sep}${}", 2 * k + 1);
-        }
-        sql.push(')');
-        let mut q = sqlx::query(&sql).persistent(false);
-        for (inbox_id, job_id) in &links {
+        let sql = batch_sql::link(self.backend, links.len());
+        let mut q = sqlx::query(&sql);
+        let pad = links.last().copied();
+        for (inbox_id, job_id) in links.iter().copied().chain(
+            pad.into_iter()
+                .cycle()
+                .take(batch_sql::shape(links.len()) - links.len()),
+        ) {
             q = q.bind(inbox_id).bind(job_id);
         }
         q.execute(&mut *tx).await?;

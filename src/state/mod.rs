@@ -11,8 +11,10 @@
 //! |---|---|
 //! | `inbox.rs` | commit an event and its job in one transaction, coalescing per ticket |
 //! | `inbox_batch.rs` | the same for a whole batch of events: one transaction, three statements |
+//! | `batch_sql.rs` | those statements' text, in a few fixed shapes that stay prepared |
 //! | `group_commit.rs` | the committer: events of concurrent webhooks in one transaction |
 //! | `queue.rs` | claim due jobs under a lease; the [`LeasedJob`] handle (renew, finish, retry, release) |
+//! | `queue_bulk.rs` | for bulk writes: ready jobs per helpdesk, a claim of untried ones, batch lease renewal |
 //! | `reclaim.rs` | expired leases back to the queue; corrupt rows parked |
 //! | `dead_letters.rs` | list and replay dead-lettered jobs |
 //! | `audit.rs` | the decision recorded for every finished job |
@@ -20,6 +22,7 @@
 //! | `retention.rs` | pruning old rows, and the loop that does it |
 
 mod audit;
+mod batch_sql;
 mod db_clock;
 mod dead_letters;
 mod group_commit;
@@ -27,6 +30,7 @@ mod inbox;
 mod inbox_batch;
 mod notes;
 mod queue;
+mod queue_bulk;
 mod reclaim;
 mod retention;
 

@@ -109,8 +109,9 @@ impl ClaimedRow {
 
 /// Walks `job_due_ix` in `run_at` order and stops at the limit: the cost does not grow with the
 /// backlog. `{lock}` is `for update skip locked` on PostgreSQL. The lease (`$2` milliseconds)
-/// runs from the state DB's clock, not the replica's.
-fn claim_sql(backend: Backend, lock: &str) -> String {
+/// runs from the state DB's clock, not the replica's. `{only}` narrows the jobs claimed
+/// (`queue_bulk.rs`).
+pub(super) fn claim_sql(backend: Backend, lock: &str, only: &str) -> String {
     format!(
         "update job set state = '{running}', lease_owner = $1, lease_until = {db_now} + $2,
                         attempts = attempts + 1, updated_at = $3
@@ -121,6 +122,7 @@ fn claim_sql(backend: Backend, lock: &str) -> String {
                         and not exists (select 1 from job r
                                         where r.source = j.source and r.ticket_id = j.ticket_id
                                           and r.state = '{running}')
+                        {only}
                       order by j.run_at limit $4 {lock})
          returning id, source, ticket_id, requester_email, requester_id, ticket_tags,
                    event_count, attempts, created_at, ticket_updated_at",
@@ -130,9 +132,9 @@ fn claim_sql(backend: Backend, lock: &str) -> String {
     )
 }
 
-static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| claim_sql(Backend::Sqlite, ""));
+static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| claim_sql(Backend::Sqlite, "", ""));
 static CLAIM_POSTGRES: LazyLock<String> =
-    LazyLock::new(|| claim_sql(Backend::Postgres, "for update skip locked"));
+    LazyLock::new(|| claim_sql(Backend::Postgres, "for update skip locked", ""));
 
 /// `$3`: the lease in milliseconds, from the state DB's clock.
 fn renew_sql(backend: Backend) -> String {
@@ -148,7 +150,7 @@ static RENEW_SQLITE: LazyLock<String> = LazyLock::new(|| renew_sql(Backend::Sqli
 static RENEW_POSTGRES: LazyLock<String> = LazyLock::new(|| renew_sql(Backend::Postgres));
 
 /// A lease's length as the SQL binds it.
-fn lease_ms(lease: Duration) -> i64 {
+pub(super) fn lease_ms(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -211,13 +213,28 @@ impl StateStore {
             Backend::Postgres => &*CLAIM_POSTGRES,
             Backend::Sqlite => &*CLAIM_SQLITE,
         };
-        let rows: Vec<ClaimedRow> = sqlx::query_as(sql)
+        self.claim_with(sql, None, owner, max, lease, now).await
+    }
+
+    /// Runs a claim statement of [`claim_sql`]; `source` binds `$5` when its `only` needs it.
+    pub(super) async fn claim_with(
+        &self,
+        sql: &str,
+        source: Option<&str>,
+        owner: &str,
+        max: usize,
+        lease: Duration,
+        now: Millis,
+    ) -> Result<Vec<LeasedJob>, sqlx::Error> {
+        let mut q = sqlx::query_as(sql)
             .bind(owner)
             .bind(lease_ms(lease))
             .bind(now)
-            .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(i64::try_from(max).unwrap_or(i64::MAX));
+        if let Some(source) = source {
+            q = q.bind(source);
+        }
+        let rows: Vec<ClaimedRow> = q.fetch_all(&self.pool).await?;
         let owner: Arc<str> = Arc::from(owner);
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {

@@ -9,18 +9,23 @@
 //! | `annotate.rs` | the custom fields and the once-per-ticket note added to a write |
 //! | `settle.rs` | finish, retry with backoff (or `Retry-After`), or dead-letter |
 //! | `safe_write.rs` | the write as a Zendesk safe update: on 409 re-read the ticket, decide again |
+//! | `bulk.rs` | a Zendesk backlog over `zendesk.bulk_after`: claimed in rounds, grouped by tags, settled per ticket |
+//! | `bulk_job.rs` | one `update_many` job: queue it, poll its status under the budget; closed tickets |
 //!
 //! [`Worker::run_once`] claims and runs one job to its end with no timer, for tests.
 
 mod annotate;
+mod bulk;
+mod bulk_job;
 mod job;
 mod pipeline;
 mod safe_write;
 mod settle;
 mod shadow;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -77,10 +82,29 @@ impl Worker {
         let hard_stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut idle = self.settings.poll_interval;
+        // Bulk rounds in flight, and when the backlog is looked at next.
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let mut next_backlog_check = Instant::now();
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker started");
         while !shutdown.is_cancelled() {
             while let Some(done) = tasks.try_join_next() {
                 log_panic(done);
+            }
+            if rounds.load(Ordering::SeqCst) < bulk::MAX_ROUNDS
+                && Instant::now() >= next_backlog_check
+            {
+                next_backlog_check = Instant::now() + bulk::BACKLOG_CHECK;
+                let jobs = self.claim_bulk().await;
+                if !jobs.is_empty() {
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                    let (worker, stop, rounds) = (self.clone(), hard_stop.clone(), rounds.clone());
+                    tasks.spawn(async move {
+                        worker.run_bulk(jobs, stop).await;
+                        rounds.fetch_sub(1, Ordering::SeqCst);
+                        worker.wake.notify_one();
+                    });
+                    continue;
+                }
             }
             let free = permits.available_permits();
             if free == 0 {

@@ -37,6 +37,31 @@ impl Findings {
     pub(super) fn finished(&self, outcome: Outcome, detail: Option<String>) -> Attempt {
         Attempt::Finished(self.record(outcome, detail))
     }
+
+    /// `update` reached the ticket (one call or in bulk): the same `tagged` row either way.
+    pub(super) fn tagged(&mut self, update: TicketUpdate) -> Attempt {
+        self.written = update.add;
+        self.removed = update.remove;
+        let detail = (!self.removed.is_empty()).then(|| {
+            let names: Vec<String> = self.removed.iter().map(Tag::to_string).collect();
+            format!("removed the policy's stale tags: {}", names.join(", "))
+        });
+        self.finished(Outcome::Tagged, detail)
+    }
+}
+
+/// What the steps before the write decided: the update, and whether it carries the
+/// once-per-ticket note.
+pub(super) struct Prepared {
+    pub(super) update: TicketUpdate,
+    with_note: bool,
+}
+
+impl Prepared {
+    /// Tags to add and remove, nothing else: a bulk write can carry it.
+    pub(super) fn tags_only(&self) -> bool {
+        self.update.fields.is_empty() && self.update.note.is_none()
+    }
 }
 
 /// A step that ends the attempt early.
@@ -52,28 +77,44 @@ impl Worker {
     }
 
     async fn steps(&self, job: &Job, found: &mut Findings) -> Result<Attempt, Stop> {
-        let Some(helpdesk) = self.helpdesks.get(job.source) else {
-            return Err(Box::new(Attempt::Fatal(found.record(
+        let helpdesk = self.helpdesk_for(job, found)?;
+        let prepared = self.prepare(helpdesk, job, found).await?;
+        Ok(self.write_prepared(helpdesk, job, prepared, found).await)
+    }
+
+    pub(super) fn helpdesk_for(&self, job: &Job, found: &Findings) -> Result<&dyn Helpdesk, Stop> {
+        self.helpdesks.get(job.source).ok_or_else(|| {
+            Box::new(Attempt::Fatal(found.record(
                 Outcome::Failed,
                 Some(format!("{} is not configured on this service", job.source)),
-            ))));
-        };
+            )))
+        })
+    }
+
+    /// Steps 1–4 and the fields and note: everything before the write. `Err` ends the attempt
+    /// (nothing to write, shadow mode, a failure).
+    pub(super) async fn prepare(
+        &self,
+        helpdesk: &dyn Helpdesk,
+        job: &Job,
+        found: &mut Findings,
+    ) -> Result<Prepared, Stop> {
         let email = self.resolve_requester(helpdesk, job, found).await?;
         found.email = Some(email.clone());
         let Some(stats) = self.look_up(&email, found).await? else {
             // No row: LTV counts as 0 and nothing is tagged (whatever the lowest tier says).
             found.stats = Some(CustomerStats::default());
-            return Ok(found.finished(Outcome::UnknownCustomer, None));
+            return Err(Box::new(found.finished(Outcome::UnknownCustomer, None)));
         };
         found.stats = Some(stats.clone());
         let have = self.ticket_tags(helpdesk, job, found).await?;
         let mut update = match self.decide(job, &have, &stats, found) {
             Ok(update) => update,
-            Err(outcome) => return Ok(found.finished(outcome, None)),
+            Err(outcome) => return Err(Box::new(found.finished(outcome, None))),
         };
         if self.policy.load().mode() == Mode::Shadow {
             // Decided and recorded; nothing (tags, fields, note) reaches the helpdesk.
-            return Ok(self.shadow(update.add, found));
+            return Err(Box::new(self.shadow(update.add, found)));
         }
         let with_note = self
             .annotate(helpdesk, job, &email, &stats, &mut update)
@@ -85,13 +126,26 @@ impl Worker {
                     audit: found.record(Outcome::Failed, None),
                 })
             })?;
-        let attempt = self.write(helpdesk, job, update, found).await;
+        Ok(Prepared { update, with_note })
+    }
+
+    /// Step 5 for one ticket: the write, and the note remembered once it was written.
+    pub(super) async fn write_prepared(
+        &self,
+        helpdesk: &dyn Helpdesk,
+        job: &Job,
+        prepared: Prepared,
+        found: &mut Findings,
+    ) -> Attempt {
+        let attempt = self.write(helpdesk, job, prepared.update, found).await;
         // Only a write that happened carried the note (a re-read after a 409 may find the tags
         // already right and write nothing).
-        if with_note && matches!(&attempt, Attempt::Finished(a) if a.outcome == Outcome::Tagged) {
+        if prepared.with_note
+            && matches!(&attempt, Attempt::Finished(a) if a.outcome == Outcome::Tagged)
+        {
             self.remember_note(job).await;
         }
-        Ok(attempt)
+        attempt
     }
 
     /// 1. Who is the customer? The event's email, or the helpdesk's answer for its requester id.
@@ -212,15 +266,7 @@ impl Worker {
         found: &mut Findings,
     ) -> Attempt {
         match self.write_safely(helpdesk, job, update, found).await {
-            Ok(update) => {
-                found.written = update.add;
-                found.removed = update.remove;
-                let detail = (!found.removed.is_empty()).then(|| {
-                    let names: Vec<String> = found.removed.iter().map(Tag::to_string).collect();
-                    format!("removed the policy's stale tags: {}", names.join(", "))
-                });
-                found.finished(Outcome::Tagged, detail)
-            }
+            Ok(update) => found.tagged(update),
             Err(stop) => *stop,
         }
     }

@@ -1,6 +1,7 @@
 //! The write as a Zendesk safe update: stamped with the ticket's `updated_at` from the event; on
 //! 409 (the ticket changed meanwhile) re-read it, decide again on its fresh tags and retry with
-//! the fresh stamp, a bounded number of times.
+//! the fresh stamp, a bounded number of times. A closed ticket (422) whose update is tags only is
+//! tagged through `update_many` where the helpdesk has it (`bulk_job.rs`).
 
 use super::pipeline::{Findings, Stop};
 use super::settle::Attempt;
@@ -36,6 +37,16 @@ impl Worker {
             let conflict = match helpdesk.write(job.ticket_id, &update).await {
                 Ok(()) => return Ok(update),
                 Err(HelpdeskError::Conflict(msg)) if update.stamp.is_some() => msg,
+                Err(e @ HelpdeskError::Rejected { status: 422, .. }) => {
+                    let tags_only = update.fields.is_empty() && update.note.is_none();
+                    let Some(bulk) = helpdesk.bulk().filter(|_| tags_only) else {
+                        return Err(failed(e, found));
+                    };
+                    return match self.write_closed(bulk, job.ticket_id, &update).await {
+                        Ok(()) => Ok(update),
+                        Err(e) => Err(failed(e, found)),
+                    };
+                }
                 Err(e) => return Err(failed(e, found)),
             };
             if tries >= SAFE_WRITE_TRIES {

@@ -7,6 +7,7 @@ mod agent_view;
 mod audit_cli;
 mod backfill;
 mod bad_input;
+mod bulk_writes;
 mod connection_errors;
 mod dedupe_keys;
 mod faults;

@@ -258,6 +258,10 @@ async fn three_replicas_on_one_postgres_share_the_work_and_the_rate_limit() {
     let shop = shop_db(Db::Sqlite).await;
     let mut raw = test_settings(&state.url, &shop.url, &fake, &cfg, true, false);
     raw.zendesk.requests_per_minute = LIMIT_PER_MINUTE;
+    // The single-write path shared by replicas is what this test is about: a backlog of 2,100
+    // would otherwise go through update_many (more than 10 s of the budget), which
+    // `bulk_writes.rs` tests.
+    raw.zendesk.bulk_after = Duration::from_secs(3600);
     // Production values, not the test harness's fast ones: a 3 s lease could expire on these
     // shared, busy cores and let another replica take a job over, which is at-least-once by
     // design but not what this test is about.

@@ -262,6 +262,9 @@ async fn server_errors_are_retried_with_backoff_until_the_tag_lands() {
 async fn a_closed_ticket_is_recorded_with_zendesks_reason_and_not_retried() {
     let app = spawn_app(AppOptions::default()).await;
     app.fake.close_ticket(Helpdesk::Zendesk, "80");
+    // The tags endpoint refuses it (422) and so does update_many, the closed tickets' way.
+    let why = "Status: closed prevents ticket update";
+    app.fake.fail_in_bulk("80", "RecordInvalid", why);
     app.post_zendesk(&trigger_body(80, "gold@shop.test", ""), None)
         .await;
     let rows = app.wait_for_audit(Source::Zendesk, 80, 1).await;
@@ -272,7 +275,13 @@ async fn a_closed_ticket_is_recorded_with_zendesks_reason_and_not_retried() {
         "{detail}"
     );
     app.wait_idle(Duration::from_secs(5)).await;
-    assert_eq!(app.fake.requests().len(), 1, "not retried");
+    let writes = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .count();
+    assert_eq!(writes, 2, "the tags call and one update_many, not retried");
     app.stop().await;
 }
 

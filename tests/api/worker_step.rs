@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk as Vendor};
 use ltv_tagger::clock::Millis;
+use ltv_tagger::config::RawSettings;
 use ltv_tagger::domain::{CustomerEmail, Outcome, Requester, RequesterId, Source, Tag, TicketId};
 use ltv_tagger::helpdesk::{Helpdesk, HelpdeskError, Helpdesks};
 use ltv_tagger::metrics::Metrics;
@@ -40,11 +41,21 @@ async fn setup(plug: Option<Arc<dyn Helpdesk>>) -> Setup {
 
 /// A worker on a fresh state DB of `state`'s kind, the SQLite shop and the fake Zendesk.
 pub(crate) async fn setup_on(state: Db, plug: Option<Arc<dyn Helpdesk>>) -> Setup {
-    let cfg = FakeHelpdeskConfig::default();
+    setup_with(state, FakeHelpdeskConfig::default(), |_| {}, plug).await
+}
+
+/// [`setup_on`] with the fake's own config and changes to the settings.
+pub(crate) async fn setup_with(
+    state: Db,
+    cfg: FakeHelpdeskConfig,
+    tweak: impl FnOnce(&mut RawSettings),
+    plug: Option<Arc<dyn Helpdesk>>,
+) -> Setup {
     let fake = FakeHelpdesk::start(cfg.clone()).await.expect("fake");
     let state_db = TestDb::create(state, "ltv_step").await;
     let shop = shop_db(Db::Sqlite).await;
-    let raw = test_settings(&state_db.url, &shop.url, &fake, &cfg, true, false);
+    let mut raw = test_settings(&state_db.url, &shop.url, &fake, &cfg, true, false);
+    tweak(&mut raw);
     let settings = raw.validate().expect("valid");
     let store = StateStore::connect_lazy(&settings.state).expect("store");
     store.migrate().await.expect("migrate");

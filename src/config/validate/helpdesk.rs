@@ -145,6 +145,12 @@ impl RawZendesk {
         if self.request_timeout.is_zero() {
             errs.push("zendesk.request_timeout: must be more than 0s".into());
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.bulk_after) {
+            errs.push(format!(
+                "zendesk.bulk_after: must be between 1s and 1h (got {}): the backlog that single writes clear within it keeps the low-latency path",
+                humantime::format_duration(self.bulk_after)
+            ));
+        }
         let event_types = event_types(&self.event_types, errs);
         let note = note_template("zendesk", &self.note_template, errs);
         if errs.len() > n {
@@ -158,6 +164,7 @@ impl RawZendesk {
             timestamp_tolerance: self.timestamp_tolerance,
             requests_per_minute: self.requests_per_minute,
             request_timeout: self.request_timeout,
+            bulk_after: self.bulk_after,
             dangerous_accept_test_secret: self.dangerous_accept_test_secret,
             event_types,
             view: TicketView {
@@ -282,5 +289,18 @@ mod tests {
                 "{key} missing in {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_bulk_after_outside_1s_to_1h_is_refused_naming_the_key() {
+        let zendesk = "[orders]\nurl = \"sqlite://x.db\"\n[zendesk]\nsubdomain = \"acme\"\nemail = \"a@b.c\"\napi_token = \"t\"\nwebhook_secret = \"s\"\n";
+        for bad in ["0s", "500ms", "2h"] {
+            let errs = errors_of(&format!("{zendesk}bulk_after = \"{bad}\"\n"));
+            assert!(
+                errs.iter().any(|e| e.starts_with("zendesk.bulk_after:")),
+                "{bad}: {errs:?}"
+            );
+        }
+        assert!(errors_of(&format!("{zendesk}bulk_after = \"30s\"\n")).is_empty());
     }
 }

@@ -164,12 +164,22 @@ async fn commit(
         state.wake_workers.notify_one();
     }
     let status = enqueued.status();
-    tracing::info!(source = %source, ticket = %ticket_id, status, "webhook accepted");
-    Ok(HttpResponse::Accepted().json(json!({
-        "status": status,
-        "ticket_id": ticket_id.to_string(),
-        "job_id": job_id,
-    })))
+    // At debug: a JSON line per delivery at info was a visible share of a webhook's CPU
+    // (BENCHMARKS.md, group commit); `ltv_tagger_webhooks_received_total` counts deliveries.
+    tracing::debug!(source = %source, ticket = %ticket_id, status, "webhook accepted");
+    Ok(HttpResponse::Accepted().json(AcceptedBody {
+        status,
+        ticket_id: ticket_id.to_string(),
+        job_id,
+    }))
+}
+
+/// The 202 answer's body.
+#[derive(serde::Serialize)]
+struct AcceptedBody {
+    status: &'static str,
+    ticket_id: String,
+    job_id: Option<crate::domain::JobId>,
 }
 
 fn record(

@@ -36,6 +36,7 @@
 //! an earlier step decided the status.
 
 mod admin;
+mod bulk;
 mod listing;
 
 use std::collections::{BTreeSet, HashMap};
@@ -369,6 +370,7 @@ impl Shared {
             rate_limited: 0,
             admin: admin::Admin::default(),
             listing: listing::Listing::default(),
+            bulk: bulk::Bulk::default(),
             zendesk_bucket_quiet: cfg.zendesk_strict_bucket.is_some(),
             extra_headers: rate_headers::ExtraHeaders::default(),
         };
@@ -406,6 +408,8 @@ struct State {
     admin: admin::Admin,
     /// Ticket listings for the backfill (`listing.rs`).
     listing: listing::Listing,
+    /// Zendesk bulk jobs (`bulk.rs`).
+    bulk: bulk::Bulk,
     /// The Zendesk bucket is a strict one that sends no rate-limit headers.
     zendesk_bucket_quiet: bool,
     /// More rate-limit headers on Zendesk answers (`rate_headers.rs`).
@@ -854,6 +858,9 @@ fn answer(
     if let Some(found) = admin::route(helpdesk, method, path) {
         return admin::answer(shared, state, req, helpdesk, found, body);
     }
+    if let Some(answer) = bulk::answer(shared, state, req, helpdesk, body) {
+        return answer;
+    }
     if let Some(answer) = safe_update::show_ticket(shared, state, req, helpdesk) {
         return answer;
     }
@@ -1004,6 +1011,48 @@ fn answer(
         (Helpdesk::Gorgias, Op::RemoveTags) => Answer::empty(204),
         _ => tag_list_answer(helpdesk, 200, &ticket.tags),
     }
+}
+
+/// The steps every routed call passes before its own: authentication (401), the rate limit (429,
+/// recorded as a violation) and injected failures. `Some` is the answer that ends the call.
+fn gate(
+    shared: &Shared,
+    state: &mut State,
+    req: &HttpRequest,
+    helpdesk: Helpdesk,
+) -> Option<Answer> {
+    let who = format!("{helpdesk:?} {} {}", req.method(), req.path());
+    if let Err(why) = check_auth(shared, helpdesk, req.headers()) {
+        state
+            .violations
+            .push(format!("{who}: authentication failed: {why}"));
+        return Some(Answer::new(
+            401,
+            error_body(helpdesk, "Unauthorized", "Couldn't authenticate you"),
+        ));
+    }
+    let now = Instant::now();
+    if let Some(bucket) = state.bucket_mut(helpdesk) {
+        if let Err(retry_after) = bucket.try_take(now) {
+            state.rate_limited += 1;
+            state
+                .violations
+                .push(format!("{who}: over the rate limit (429)"));
+            let mut answer = Answer::new(
+                429,
+                error_body(helpdesk, "APIRateLimitExceeded", "Too many requests"),
+            );
+            answer.retry_after = Some(retry_after);
+            return Some(answer);
+        }
+    }
+    let (status, retry_after) = state.injected_failure(now)?;
+    let mut answer = Answer::new(
+        status,
+        error_body(helpdesk, "InjectedFailure", "Injected failure"),
+    );
+    answer.retry_after = retry_after;
+    Some(answer)
 }
 
 fn tag_list_answer(helpdesk: Helpdesk, status: u16, tags: &BTreeSet<String>) -> Answer {

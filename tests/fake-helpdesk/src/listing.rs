@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{check_auth, error_body, Answer, FakeHelpdesk, Helpdesk, Shared, State};
+use super::{error_body, gate, Answer, FakeHelpdesk, Helpdesk, Shared, State};
 
 /// Zendesk's search export allows pages of up to 1000; Gorgias's list up to 100.
 const ZENDESK_MAX_PAGE: usize = 1000;
@@ -115,35 +115,7 @@ pub(super) fn answer(
             format!("method {} not allowed", req.method()),
         ));
     }
-    if let Err(why) = check_auth(shared, helpdesk, req.headers()) {
-        state.violations.push(format!(
-            "{helpdesk:?} GET {}: authentication failed: {why}",
-            req.path()
-        ));
-        return Some(Answer::new(
-            401,
-            error_body(helpdesk, "Unauthorized", "Unauthorized"),
-        ));
-    }
-    let now = std::time::Instant::now();
-    if let Some(bucket) = state.bucket_mut(helpdesk) {
-        if let Err(retry_after) = bucket.try_take(now) {
-            state.rate_limited += 1;
-            state.violations.push(format!(
-                "{helpdesk:?} GET {}: over the rate limit (429)",
-                req.path()
-            ));
-            let mut answer = Answer::new(
-                429,
-                error_body(helpdesk, "APIRateLimitExceeded", "Too many requests"),
-            );
-            answer.retry_after = Some(retry_after);
-            return Some(answer);
-        }
-    }
-    if let Some((status, retry_after)) = state.injected_failure(now) {
-        let mut answer = Answer::new(status, error_body(helpdesk, "InjectedFailure", "Injected"));
-        answer.retry_after = retry_after;
+    if let Some(answer) = gate(shared, state, req, helpdesk) {
         return Some(answer);
     }
     let params: HashMap<String, String> =

@@ -10,8 +10,8 @@ use actix_web::HttpRequest;
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_auth, error_body, not_found, safe_update, tag_list_answer, Answer, BodyProblem,
-    FakeHelpdesk, Helpdesk, Shared, State, MAX_BODY_BYTES,
+    error_body, gate, not_found, safe_update, tag_list_answer, Answer, BodyProblem, FakeHelpdesk,
+    Helpdesk, Shared, State, MAX_BODY_BYTES,
 };
 
 /// A note written on a ticket: Zendesk comment or Gorgias message.
@@ -81,32 +81,7 @@ pub(super) fn answer(
             violate(state, "a public comment or message: customers would see it");
         }
     }
-    if let Err(why) = check_auth(shared, helpdesk, req.headers()) {
-        violate(state, &format!("authentication failed: {why}"));
-        return Some(Answer::new(
-            401,
-            error_body(helpdesk, "Unauthorized", "Couldn't authenticate you"),
-        ));
-    }
-    let now = std::time::Instant::now();
-    if let Some(bucket) = state.bucket_mut(helpdesk) {
-        if let Err(retry_after) = bucket.try_take(now) {
-            state.rate_limited += 1;
-            violate(state, "over the rate limit (429)");
-            let mut answer = Answer::new(
-                429,
-                error_body(helpdesk, "APIRateLimitExceeded", "Too many requests"),
-            );
-            answer.retry_after = Some(retry_after);
-            return Some(answer);
-        }
-    }
-    if let Some((status, retry_after)) = state.injected_failure(now) {
-        let mut answer = Answer::new(
-            status,
-            error_body(helpdesk, "InjectedFailure", "Injected failure"),
-        );
-        answer.retry_after = retry_after;
+    if let Some(answer) = gate(shared, state, req, helpdesk) {
         return Some(answer);
     }
     let parsed = match parsed {

@@ -1,0 +1,375 @@
+//! Bulk tag writes on Zendesk: a backlog the budget cannot clear singly within
+//! `zendesk.bulk_after` goes through `update_many`, each job settled from its own ticket's result,
+//! within the fake's rate limit and 30-job limit; closed tickets are tagged through it; a small
+//! backlog keeps the single tags endpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk as Vendor};
+use ltv_tagger::clock::Millis;
+use ltv_tagger::domain::{CustomerEmail, Requester, Source};
+use ltv_tagger::state::AuditRow;
+use ltv_tagger::worker::Worker;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{spawn_app, trigger_body, wait_until, AppOptions, Db, TestDb};
+use crate::worker_step::{event, setup_with, Setup};
+
+/// The fake's limit and the service's budget: 2 tickets clear singly within `bulk_after = 1s`.
+const PER_MINUTE: u32 = 120;
+
+/// A worker of our own, running, and what it works against.
+struct Rig {
+    worker: Arc<Worker>,
+    fake: FakeHelpdesk,
+    dbs: Vec<TestDb>,
+    stop: CancellationToken,
+}
+
+impl Rig {
+    async fn enqueue(&self, tickets: std::ops::RangeInclusive<u64>) {
+        for n in tickets {
+            let email = if n % 2 == 0 {
+                "gold@shop.test"
+            } else {
+                "pending@shop.test"
+            };
+            let who = Requester::Email(CustomerEmail::parse(email).expect("email"));
+            self.worker
+                .store
+                .enqueue(&event(&n.to_string(), who), Millis::now())
+                .await
+                .expect("enqueue");
+        }
+    }
+
+    async fn finish(self) {
+        self.stop.cancel();
+        for db in self.dbs {
+            db.drop_db().await;
+        }
+    }
+}
+
+/// A worker whose Zendesk budget is [`PER_MINUTE`], started with `jobs` already queued (ticket
+/// `n` for `gold@` when even, `pending@` when odd: two tag sets), oldest first.
+async fn backlog(db: Db, jobs: u64, prepare: impl FnOnce(&FakeHelpdesk)) -> Rig {
+    let cfg = FakeHelpdeskConfig {
+        zendesk_limit_per_minute: Some(PER_MINUTE),
+        ..FakeHelpdeskConfig::default()
+    };
+    let tweak = |raw: &mut ltv_tagger::config::RawSettings| {
+        raw.zendesk.requests_per_minute = PER_MINUTE;
+        raw.zendesk.bulk_after = Duration::from_secs(1);
+    };
+    let Setup { worker, fake, dbs } = setup_with(db, cfg, tweak, None).await;
+    fake.set_bulk_ticket_time(Duration::from_millis(2));
+    prepare(&fake);
+    let rig = Rig {
+        worker: Arc::new(worker),
+        fake,
+        dbs,
+        stop: CancellationToken::new(),
+    };
+    rig.enqueue(1..=jobs).await;
+    tokio::spawn(
+        rig.worker
+            .clone()
+            .run(rig.stop.clone(), Duration::from_secs(5)),
+    );
+    rig
+}
+
+async fn audit_of(s: &Rig, n: u64) -> Vec<AuditRow> {
+    let id = ltv_tagger::domain::TicketId::parse(&n.to_string()).expect("id");
+    s.worker
+        .store
+        .audit(Some((Source::Zendesk, id)), 10)
+        .await
+        .expect("audit")
+}
+
+async fn wait_all_audited(s: &Rig, jobs: u64) {
+    wait_until(
+        Duration::from_secs(120),
+        "an audit row for every job",
+        || async {
+            s.worker
+                .store
+                .audit(None, 100_000)
+                .await
+                .expect("audit")
+                .len() as u64
+                >= jobs
+        },
+    )
+    .await;
+}
+
+fn calls(s: &Rig, path_end: &str) -> usize {
+    s.fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(path_end) && r.status == 200)
+        .count()
+}
+
+/// Two tag sets over `jobs` tickets, 2 left to single writes: the rest in a few bulk calls.
+async fn a_backlog_clears_through_update_many_on(db: Db, jobs: u64) {
+    let s = backlog(db, jobs, |_| {}).await;
+    wait_all_audited(&s, jobs).await;
+    for n in 1..=jobs {
+        let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
+        assert_eq!(
+            s.fake.tags(Vendor::Zendesk, &n.to_string()),
+            [want],
+            "ticket {n}"
+        );
+        let rows = audit_of(&s, n).await;
+        assert_eq!(rows.len(), 1, "ticket {n}: one audit row");
+        assert_eq!(
+            rows[0].record.outcome, "tagged",
+            "ticket {n}: {:?}",
+            rows[0]
+        );
+        assert_eq!(rows[0].record.tags_written, [want], "ticket {n}");
+        assert_eq!(rows[0].record.tags_decided, [want], "ticket {n}");
+    }
+    let (bulk, single) = (calls(&s, "/update_many.json"), calls(&s, "/tags"));
+    assert!(
+        bulk >= 3,
+        "two tag sets, {} tickets in bulk: at least 3 update_many calls ({bulk})",
+        jobs - 2
+    );
+    let all = s.fake.requests().len();
+    assert!(
+        all * 10 < jobs as usize,
+        "{all} calls for {jobs} tickets ({bulk} bulk, {single} single)"
+    );
+    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+    assert_eq!(s.fake.rate_limited(), 0);
+    assert!(s.fake.max_active_bulk_jobs() <= 30);
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_over_the_budget_is_tagged_through_update_many_in_fewer_calls_than_tickets() {
+    a_backlog_clears_through_update_many_on(Db::Sqlite, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_over_the_budget_is_tagged_through_update_many_with_state_on_postgres() {
+    a_backlog_clears_through_update_many_on(Db::Postgres, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_results_in_one_job_status_settle_each_job_from_its_own_ticket() {
+    const JOBS: u64 = 20;
+    let s = backlog(Db::Sqlite, JOBS, |fake| {
+        // Oldest first: tickets 1 and 2 are in the bulk round, not among the 2 left to singles.
+        fake.fail_in_bulk("1", "RecordInvalid", "Tags: too many tags on ticket");
+        fake.delete_ticket(Vendor::Zendesk, "2");
+    })
+    .await;
+    wait_all_audited(&s, JOBS).await;
+    // Ticket 1 failed inside the job: retried on its own through the tags endpoint.
+    let one = audit_of(&s, 1).await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].record.outcome, "tagged");
+    assert_eq!(one[0].attempts, 2, "the bulk attempt, then its own");
+    assert_eq!(s.fake.tags(Vendor::Zendesk, "1"), ["vip"]);
+    let single_for_1 = s
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v2/tickets/1/tags")
+        .count();
+    assert_eq!(single_for_1, 1);
+    // Ticket 2 is gone: recorded with Zendesk's reason, not retried.
+    let two = audit_of(&s, 2).await;
+    assert_eq!(two[0].record.outcome, "rejected");
+    let detail = two[0].record.detail.clone().unwrap_or_default();
+    assert!(detail.contains("TicketNotFound"), "{detail}");
+    assert_eq!(two[0].attempts, 1);
+    for n in 3..=JOBS {
+        assert_eq!(
+            audit_of(&s, n).await[0].record.outcome,
+            "tagged",
+            "ticket {n}"
+        );
+    }
+    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_status_sends_all_its_jobs_back_to_be_retried_alone() {
+    const JOBS: u64 = 12;
+    let s = backlog(Db::Sqlite, JOBS, |fake| fake.doom_next_bulk_job("failed")).await;
+    wait_all_audited(&s, JOBS).await;
+    let mut retried = 0;
+    for n in 1..=JOBS {
+        let rows = audit_of(&s, n).await;
+        assert_eq!(rows[0].record.outcome, "tagged", "ticket {n}");
+        retried += usize::from(rows[0].attempts == 2);
+    }
+    // 10 tickets in the round, one job per tag set: the failed one's 5 are retried alone.
+    assert_eq!(s.fake.bulk_jobs(), 2);
+    assert_eq!(retried, 5, "every ticket of the failed job, retried");
+    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_that_meets_a_server_error_is_tried_again_later_and_no_job_is_retried() {
+    const JOBS: u64 = 20;
+    let s = backlog(Db::Sqlite, JOBS, |fake| {
+        // Jobs of 9 tickets stay working ~2 s: several polls each.
+        fake.set_bulk_ticket_time(Duration::from_millis(200));
+    })
+    .await;
+    wait_until(Duration::from_secs(60), "both bulk jobs queued", || async {
+        s.fake.bulk_jobs() >= 2
+    })
+    .await;
+    s.fake.fail_next(2, 503, None);
+    wait_all_audited(&s, JOBS).await;
+    let failed_polls = s
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/job_statuses/") && r.status == 503)
+        .count();
+    assert!(failed_polls >= 1, "{:?}", s.fake.requests());
+    for n in 1..=JOBS {
+        let rows = audit_of(&s, n).await;
+        assert_eq!(rows[0].record.outcome, "tagged", "ticket {n}");
+        assert_eq!(
+            rows[0].attempts, 1,
+            "ticket {n}: the poll was retried, not the job"
+        );
+    }
+    assert_eq!(s.fake.bulk_jobs(), 2, "no job queued twice");
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_another_client_holds_all_30_job_slots_the_bulk_write_waits_and_loses_nothing() {
+    const JOBS: u64 = 30;
+    let s = backlog(Db::Sqlite, 0, |_| {}).await;
+    // Another client (a replica, an admin's script) fills the account's 30 job slots for ~12 s (the service's own call waits for its budget behind the single writes in flight).
+    s.fake.set_bulk_ticket_time(Duration::from_secs(12));
+    let http = reqwest::Client::new();
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "agent@example.com/token:fake-zendesk-api-token"
+        )
+    );
+    for n in 0..30 {
+        let res = http
+            .put(format!(
+                "{}/api/v2/tickets/update_many.json?ids={}",
+                s.fake.base_url(),
+                9000 + n
+            ))
+            .header("Authorization", &auth)
+            .json(&serde_json::json!({ "ticket": { "additional_tags": ["other"] } }))
+            .send()
+            .await
+            .expect("update_many");
+        assert_eq!(res.status().as_u16(), 200);
+    }
+    s.fake.set_bulk_ticket_time(Duration::from_millis(2));
+    s.enqueue(1..=JOBS).await;
+    wait_all_audited(&s, JOBS).await;
+    for n in 1..=JOBS {
+        let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
+        assert_eq!(
+            audit_of(&s, n).await[0].record.outcome,
+            "tagged",
+            "ticket {n}"
+        );
+        assert_eq!(s.fake.tags(Vendor::Zendesk, &n.to_string()), [want]);
+    }
+    let (full, others): (Vec<_>, Vec<_>) = s
+        .fake
+        .violations()
+        .into_iter()
+        .partition(|v| v.contains("over the limit of 30 queued"));
+    let seen: Vec<String> = s
+        .fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert!(
+        !full.is_empty(),
+        "the service's update_many met TooManyJobs (the test's premise): {seen:?}"
+    );
+    assert!(others.is_empty(), "{others:?}");
+    assert!(s.fake.max_active_bulk_jobs() <= 30);
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_ticket_the_tags_endpoint_refuses_is_tagged_through_update_many() {
+    let app = spawn_app(AppOptions {
+        gorgias: false,
+        ..AppOptions::default()
+    })
+    .await;
+    app.fake.close_ticket(Vendor::Zendesk, "80");
+    app.post_zendesk(&trigger_body(80, "gold@shop.test", ""), None)
+        .await;
+    let rows = app.wait_for_audit(Source::Zendesk, 80, 1).await;
+    assert_eq!(rows[0].record.outcome, "tagged", "{:?}", rows[0]);
+    assert_eq!(rows[0].record.tags_written, ["vip-gold"]);
+    assert_eq!(app.zendesk_tags(80), ["vip-gold"]);
+    let calls: Vec<String> = app
+        .fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    assert_eq!(calls[0], "PUT /api/v2/tickets/80/tags 422");
+    assert_eq!(calls[1], "PUT /api/v2/tickets/update_many.json 200");
+    assert!(
+        calls[2..]
+            .iter()
+            .all(|c| c.starts_with("GET /api/v2/job_statuses/")),
+        "{calls:?}"
+    );
+    assert!(
+        app.fake.violations().is_empty(),
+        "{:?}",
+        app.fake.violations()
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_backlog_keeps_the_single_tags_endpoint() {
+    let app = spawn_app(AppOptions {
+        gorgias: false,
+        ..AppOptions::default()
+    })
+    .await;
+    for t in 0..5 {
+        let res = app
+            .post_zendesk(&trigger_body(700 + t, "gold@shop.test", ""), None)
+            .await;
+        assert_eq!(res.status().as_u16(), 202);
+    }
+    for t in 0..5 {
+        app.wait_for_audit(Source::Zendesk, 700 + t, 1).await;
+        assert_eq!(app.zendesk_tags(700 + t), ["vip-gold"]);
+    }
+    let paths: Vec<String> = app.fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert!(paths.iter().all(|p| p.ends_with("/tags")), "{paths:?}");
+    assert_eq!(app.fake.bulk_jobs(), 0);
+    app.stop().await;
+}
