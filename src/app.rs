@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_web::web;
 use anyhow::Context;
 use secrecy::SecretString;
 use tokio::sync::Notify;
@@ -123,15 +123,15 @@ impl Application {
             .with_context(|| format!("server.bind: cannot listen on {}", settings.server.bind))?;
         let port = listener.local_addr()?.port();
         let grace = settings.server.shutdown_grace;
-        let server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-                .listen(listener)?
-                .disable_signals()
-                .max_connections(settings.server.max_connections)
-                .client_request_timeout(settings.server.head_timeout)
-                .client_disconnect_timeout(Duration::from_secs(2))
-                .shutdown_timeout(grace.as_secs().max(1))
-                .run();
+        let server = http::server::serve(
+            listener,
+            state,
+            http::server::ServerSettings {
+                max_connections: settings.server.max_connections,
+                head_timeout: settings.server.head_timeout,
+                shutdown_grace: grace,
+            },
+        )?;
 
         let worker = Arc::new(Worker {
             store,

@@ -15,6 +15,9 @@ use crate::domain::{truncate, Source};
 use crate::metrics::Metrics;
 use crate::rate_budget::RateBudget;
 
+/// Reads a count of calls left from an answer's headers, if it says.
+pub type ReadLeft = fn(&HeaderMap) -> Option<f64>;
+
 /// What is common to both helpdesks' HTTP APIs.
 pub struct ApiClient {
     helpdesk: Source,
@@ -24,7 +27,7 @@ pub struct ApiClient {
     budget: RateBudget,
     metrics: Metrics,
     /// Reads the helpdesk's own count of calls left, if its answer says.
-    remaining: fn(&HeaderMap) -> Option<f64>,
+    remaining: ReadLeft,
     /// The longest pause a `Retry-After` on a 5xx/408/409/423 may impose (`worker.max_retry_after`).
     max_retry_after: Duration,
 }
@@ -75,6 +78,29 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, HelpdeskError> {
+        self.call(method, path, body, None).await
+    }
+
+    /// [`ApiClient::send`] to an endpoint with a budget of its own (drawn by the caller): the
+    /// endpoint's count of calls left, read from the answer by `left`, caps that budget too.
+    pub async fn send_capping(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        endpoint: &RateBudget,
+        left: ReadLeft,
+    ) -> Result<Value, HelpdeskError> {
+        self.call(method, path, body, Some((endpoint, left))).await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        endpoint: Option<(&RateBudget, ReadLeft)>,
+    ) -> Result<Value, HelpdeskError> {
         // Through a long pause, the job waits in the queue (not as `running`) until it ends.
         match self.budget.paused_for(Millis::now()).await {
             Ok(Some(left)) if left > HOLD_THROUGH_PAUSE => {
@@ -123,6 +149,11 @@ impl ApiClient {
         label(status.as_str());
         if let Some(left) = (self.remaining)(res.headers()) {
             self.budget.cap(left).await;
+        }
+        if let Some((budget, read)) = endpoint {
+            if let Some(left) = read(res.headers()) {
+                budget.cap(left).await;
+            }
         }
         let retry_after = parse_retry_after(res.headers());
         let body = read_capped(res, MAX_ANSWER_BYTES).await;

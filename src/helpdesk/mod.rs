@@ -12,6 +12,7 @@ mod ticket_view;
 mod update;
 pub mod zendesk;
 mod zendesk_bulk;
+mod zendesk_rate_headers;
 mod zendesk_safe_update;
 mod zendesk_update;
 

@@ -3,12 +3,12 @@
 //! `zendesk_bulk.rs`.
 
 use async_trait::async_trait;
-use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::zendesk_bulk::{BulkSlots, BulkWrites};
+use super::zendesk_rate_headers::{account_remaining, endpoint_remaining};
 use super::zendesk_safe_update::{add_stamp, fresh_ticket};
 use super::zendesk_update::{update_ticket_body, UPDATE_TICKET_PER_MINUTE};
 use super::{
@@ -28,16 +28,6 @@ pub struct ZendeskClient {
     update_budget: RateBudget,
     /// `update_many`: the backlog left to single writes, and the account's job slots.
     bulk: BulkSlots,
-}
-
-/// `X-Rate-Limit-Remaining: 123`
-fn remaining(h: &HeaderMap) -> Option<f64> {
-    h.get("x-rate-limit-remaining")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 impl ZendeskClient {
@@ -72,7 +62,7 @@ impl ZendeskClient {
                 settings.request_timeout,
                 budget,
                 metrics,
-                remaining,
+                account_remaining,
             )?
             .with_max_retry_after(max_retry_after),
             view: settings.view.clone(),
@@ -158,10 +148,12 @@ impl Helpdesk for ZendeskClient {
             .await
             .map_err(|e| HelpdeskError::Unavailable(format!("rate budget: state DB: {e}")))?;
         self.api
-            .send(
+            .send_capping(
                 Method::PUT,
                 &format!("/api/v2/tickets/{ticket}"),
                 Some(&update_ticket_body(update)),
+                &self.update_budget,
+                endpoint_remaining,
             )
             .await?;
         Ok(())

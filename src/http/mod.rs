@@ -1,10 +1,14 @@
 //! The HTTP layer: routes, and the state every handler shares.
 //!
 //! `webhooks/` is the ingest path; `health.rs` answers `/livez` and `/readyz`; `metrics.rs`
-//! renders `/metrics`.
+//! renders `/metrics`; `server.rs` is the HTTP/1 server over `paced_read.rs` streams (read one
+//! turn per poll); `connection.rs` closes a connection refused under overload at once.
 
+mod connection;
 mod health;
 mod metrics;
+mod paced_read;
+pub mod server;
 pub mod webhooks;
 
 use std::sync::atomic::AtomicBool;

@@ -27,6 +27,7 @@ mod pacing;
 mod presets;
 mod process;
 mod queue;
+mod rate_headers;
 mod reload;
 mod safe_update;
 mod scale;

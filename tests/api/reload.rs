@@ -104,11 +104,11 @@ async fn a_threshold_edited_in_the_config_file_decides_the_next_ticket_without_a
         reloads(&p.base(), "error").await >= 1
     })
     .await;
-    assert!(
-        log(&p).contains("policy.vip_tiers[0].min_ltv"),
-        "{}",
-        log(&p)
-    );
+    // The counter goes up just before the error line is written: wait for the line too.
+    wait_until(WITHIN, "the reload error naming the key", || async {
+        log(&p).contains("policy.vip_tiers[0].min_ltv")
+    })
+    .await;
     assert_eq!(
         decide(&p, &r.store, 3).await,
         "no_tags",

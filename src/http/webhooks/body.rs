@@ -1,11 +1,11 @@
 //! The request body, read with a size limit (refused before buffering when the declared length
-//! is over it), a deadline, and bytes taken from the budget all unverified bodies share.
+//! is over it), a deadline, and its buffer's bytes taken from the budget all unverified bodies
+//! share (the buffer grows to exactly what is needed, never past the declared length).
 
 use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
-use bytes::BytesMut;
 use futures_util::StreamExt;
 
 use super::body_budget::{BodyBudget, HeldBytes};
@@ -32,23 +32,44 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(WebhookError::TooLarge(limit));
     }
+    // A Content-Length body cannot grow past its declared length (actix frames it).
+    let most = declared.unwrap_or(limit).min(limit);
     let read = async {
         let mut held = HeldBytes::default();
-        let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(INITIAL_CAPACITY));
+        let mut buf = Vec::new();
+        grow(&mut buf, most.min(INITIAL_CAPACITY), budget, &mut held)?;
         while let Some(chunk) = payload.next().await {
             let chunk =
                 chunk.map_err(|e| WebhookError::BadRequest(format!("cannot read body: {e}")))?;
-            if buf.len() + chunk.len() > limit {
+            let need = buf.len() + chunk.len();
+            if need > limit {
                 return Err(WebhookError::TooLarge(limit));
             }
-            if !budget.take(&mut held, chunk.len()) {
-                return Err(WebhookError::Busy);
+            if need > buf.capacity() {
+                let doubled = buf.capacity().saturating_mul(2).min(most);
+                grow(&mut buf, need.max(doubled), budget, &mut held)?;
             }
             buf.extend_from_slice(&chunk);
         }
-        Ok((buf.freeze(), held))
+        Ok((bytes::Bytes::from(buf), held))
     };
     tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| WebhookError::BodyTimeout)?
+}
+
+/// Grows `buf` to exactly `capacity` bytes, taking the new bytes from the budget first: the
+/// budget counts what the buffers hold in memory, not only what was received.
+fn grow(
+    buf: &mut Vec<u8>,
+    capacity: usize,
+    budget: &BodyBudget,
+    held: &mut HeldBytes,
+) -> Result<(), WebhookError> {
+    let more = capacity.saturating_sub(buf.capacity());
+    if !budget.take(held, more) {
+        return Err(WebhookError::Busy);
+    }
+    buf.reserve_exact(capacity - buf.len());
+    Ok(())
 }

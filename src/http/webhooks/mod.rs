@@ -122,6 +122,10 @@ async fn ingest(
         commit(&state, authentic, &body).await
     }
     .await;
+    if matches!(result, Err(WebhookError::Busy)) {
+        // Shedding load: do not linger reading the rest of an unverified body.
+        super::connection::close_after_answer(&req);
+    }
     record(&state, source, &result, ignored);
     result
 }

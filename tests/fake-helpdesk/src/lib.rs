@@ -22,6 +22,9 @@
 //!   with the tags left, Gorgias 204; Zendesk Update Ticket and Gorgias internal notes are in
 //!   `ticket_writes.rs`.
 //!
+//! * Zendesk's other rate-limit headers (`ratelimit-remaining`, `zendesk-ratelimit-<endpoint>`),
+//!   added to every answer or to one route's, are in `rate_headers.rs`.
+//!
 //! Both helpdesks share one base URL: Zendesk routes live under `/api/v2/`, Gorgias routes under
 //! `/api/`. The verbs that replace tags (Zendesk `POST`, Gorgias `PUT`) are carried out, as the
 //! real services would, and recorded as violations.
@@ -50,6 +53,7 @@ use base64::Engine as _;
 use ltv_tagger::config::RawSettings;
 use serde_json::{json, Value};
 
+mod rate_headers;
 mod safe_update;
 mod ticket_writes;
 pub use ticket_writes::Note;
@@ -368,6 +372,7 @@ impl Shared {
             listing: listing::Listing::default(),
             bulk: bulk::Bulk::default(),
             zendesk_bucket_quiet: cfg.zendesk_strict_bucket.is_some(),
+            extra_headers: rate_headers::ExtraHeaders::default(),
         };
         Self {
             zendesk_credentials: format!("{}/token:{}", cfg.zendesk_email, cfg.zendesk_token),
@@ -407,6 +412,8 @@ struct State {
     bulk: bulk::Bulk,
     /// The Zendesk bucket is a strict one that sends no rate-limit headers.
     zendesk_bucket_quiet: bool,
+    /// More rate-limit headers on Zendesk answers (`rate_headers.rs`).
+    extra_headers: rate_headers::ExtraHeaders,
 }
 
 impl State {
@@ -602,7 +609,10 @@ async fn handle(
 
     let mut state = shared.lock();
     let answer = answer(&shared, &mut state, &req, helpdesk, body.as_deref());
-    let response = answer.into_response(helpdesk, &mut state, Instant::now());
+    let mut response = answer.into_response(helpdesk, &mut state, Instant::now());
+    if helpdesk == Helpdesk::Zendesk {
+        rate_headers::add(&state.extra_headers, &req, &mut response);
+    }
     state.requests.push(RecordedRequest {
         helpdesk,
         method: req.method().to_string(),

@@ -1,0 +1,130 @@
+//! Zendesk's other rate-limit headers are honoured: `ratelimit-remaining` caps the account's
+//! budget as `X-Rate-Limit-Remaining` does, and an endpoint's `zendesk-ratelimit-<endpoint>`
+//! header caps Update Ticket's own budget. Gaps are read from the fake's clock; they are lower
+//! bounds (a loaded machine only widens them), and without the headers the same calls fit in
+//! one burst.
+
+use std::time::Duration;
+
+use fake_helpdesk::{FakeHelpdesk, Helpdesk};
+use ltv_tagger::domain::Source;
+
+use crate::helpers::{spawn_app, trigger_body, AppOptions, TestApp};
+
+const Z: Helpdesk = Helpdesk::Zendesk;
+
+/// Arrival times of the Zendesk calls `method` whose path satisfies `matches`, in order.
+fn arrivals(
+    fake: &FakeHelpdesk,
+    method: &str,
+    matches: impl Fn(&str) -> bool,
+) -> Vec<std::time::Instant> {
+    let mut at: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.helpdesk == Z && r.method == method && matches(&r.path))
+        .map(|r| r.at)
+        .collect();
+    at.sort();
+    at
+}
+
+fn assert_spaced(at: &[std::time::Instant], at_least: Duration, what: &str) {
+    assert_eq!(at.len(), 3, "{what}: {} calls", at.len());
+    for pair in at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= at_least,
+            "{what}: calls {gap:?} apart, wanted ≥ {at_least:?}"
+        );
+    }
+}
+
+/// Three tickets: the first alone (its answer carries the header), then the other two at once.
+/// Calls already holding a token when the header arrives are not held back, so only what comes
+/// after the first answer is spaced.
+async fn post_three(app: &TestApp, first: u64, tags: &str) {
+    for batch in [first..first + 1, first + 1..first + 3] {
+        for ticket in batch.clone() {
+            let res = app
+                .post_zendesk(&trigger_body(ticket, "gold@shop.test", tags), None)
+                .await;
+            assert_eq!(res.status().as_u16(), 202);
+        }
+        for ticket in batch {
+            let rows = app.wait_for_audit(Source::Zendesk, ticket, 1).await;
+            assert_eq!(rows[0].record.outcome, "tagged", "ticket {ticket}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratelimit_remaining_caps_the_account_budget_like_x_rate_limit_remaining() {
+    // 60/min: a burst of 3 calls, then one about every 1.05 s.
+    let app = spawn_app(AppOptions {
+        tweak: Box::new(|raw| raw.zendesk.requests_per_minute = 60),
+        ..AppOptions::default()
+    })
+    .await;
+    // The account has no calls left, by this header only (the fake sends no X-Rate-Limit-*).
+    app.fake.add_zendesk_header("ratelimit-remaining", "0");
+    post_three(&app, 300, "web").await;
+
+    let writes = arrivals(&app.fake, "PUT", |p| p.ends_with("/tags"));
+    assert_spaced(&writes, Duration::from_millis(900), "tag writes");
+    assert!(
+        app.fake.violations().is_empty(),
+        "{:?}",
+        app.fake.violations()
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_ticket_endpoint_header_caps_update_tickets_own_budget() {
+    let app = spawn_app(AppOptions {
+        // The account's budget is large: only Update Ticket's own (100/min: a burst of 5,
+        // then one about every 0.63 s) can space the calls.
+        tweak: Box::new(|raw| raw.zendesk.requests_per_minute = 12_000),
+        ..AppOptions::default()
+    })
+    .await;
+    app.fake.add_zendesk_route_header(
+        "PUT",
+        "/api/v2/tickets/{id}",
+        "zendesk-ratelimit-update-ticket",
+        "total=100; remaining=0; resets=60",
+    );
+    // An endpoint header on other answers caps nothing of ours.
+    app.fake.add_zendesk_route_header(
+        "PUT",
+        "/api/v2/tickets/{id}/tags",
+        "zendesk-ratelimit-tickets-index",
+        "total=100; remaining=0; resets=60",
+    );
+    // `vip` is stale for a gold customer: each write is one Update Ticket (add and remove).
+    for ticket in 310..313 {
+        app.fake
+            .set_ticket_tags(Z, &ticket.to_string(), &["vip", "web"]);
+    }
+    post_three(&app, 310, "vip web").await;
+
+    let updates = arrivals(&app.fake, "PUT", |p| {
+        p.strip_prefix("/api/v2/tickets/")
+            .is_some_and(|id| id.bytes().all(|b| b.is_ascii_digit()))
+    });
+    assert_spaced(&updates, Duration::from_millis(550), "Update Ticket calls");
+    for ticket in 310..313 {
+        assert_eq!(
+            app.zendesk_tags(ticket),
+            ["vip-gold", "web"],
+            "ticket {ticket}"
+        );
+    }
+    assert!(
+        app.fake.violations().is_empty(),
+        "{:?}",
+        app.fake.violations()
+    );
+    app.stop().await;
+}
