@@ -1,4 +1,7 @@
-//! The inbox commit of a whole batch of events in one transaction and three statements.
+//! The inbox commit of a whole batch of events in one transaction and three statements (SQLite).
+//!
+//! On PostgreSQL the same three steps run inside one function call, one round trip
+//! (`inbox_batch_pg.rs`); SQLite runs in-process, where a round trip costs little.
 //!
 //! It does what [`StateStore::enqueue`] would do for each event in turn, but with one multi-row
 //! statement per step, so a batch costs three round trips to the database rather than three per
@@ -13,7 +16,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{batch_sql, join_tags, Enqueued, NewEvent, StateStore};
+use super::{batch_sql, join_tags, Backend, Enqueued, NewEvent, StateStore};
 use crate::clock::Millis;
 use crate::domain::{JobId, Requester};
 
@@ -42,6 +45,9 @@ impl StateStore {
         let mut out = vec![Enqueued::Duplicate; events.len()];
         if events.is_empty() {
             return Ok(out);
+        }
+        if self.backend == Backend::Postgres {
+            return self.enqueue_batch_pg(events, now).await;
         }
         let mut tx = self.pool.begin().await?;
 

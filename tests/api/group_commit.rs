@@ -328,15 +328,21 @@ fn event(ticket: u64, key: &str, requester: Option<&str>, tags: &[&str]) -> NewE
     }
 }
 
-/// Jobs (ticket, email, requester id, tags, event count) and inbox rows (key, its job's ticket).
-async fn rows(
-    store: &StateStore,
-) -> (
-    Vec<(String, Option<String>, Option<String>, String, i64)>,
-    Vec<(String, String)>,
-) {
+/// A job as the comparison reads it: ticket, email, requester id, tags, event count, stamp.
+type JobRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    Option<String>,
+);
+
+/// Jobs and inbox rows (key, its job's ticket).
+async fn rows(store: &StateStore) -> (Vec<JobRow>, Vec<(String, String)>) {
     let jobs = sqlx::query_as(
-        "select ticket_id, requester_email, requester_id, ticket_tags, event_count from job
+        "select ticket_id, requester_email, requester_id, ticket_tags, event_count,
+                ticket_updated_at from job
          order by ticket_id",
     )
     .fetch_all(store.pool())
@@ -373,7 +379,7 @@ async fn a_batch_commits_what_one_transaction_per_event_would(state: Db) {
             .expect("enqueue");
         stores.push(store);
     }
-    let events = [
+    let mut events = [
         event(11, "k0", None, &[]),                   // stored before: duplicate
         event(11, "k1", Some("77"), &["a"]),          // coalesced into the waiting job
         event(10, "k2", Some("a@shop.test"), &["x"]), // a new job
@@ -382,6 +388,9 @@ async fn a_batch_commits_what_one_transaction_per_event_would(state: Db) {
         event(12, "k4", None, &[]),                   // a new job, no requester
         event(10, "k5", Some("b@shop.test"), &[]),    // coalesced, latest email
     ];
+    // The latest event's stamp wins, even when it has none.
+    events[1].ticket_updated_at = Some("2026-12-01T10:00:00Z".into());
+    events[4].ticket_updated_at = Some("2026-12-01T10:00:01Z".into());
     let now = Millis::now();
     let mut sequential = Vec::new();
     for ev in &events {
