@@ -493,3 +493,47 @@ async fn concurrent_batches_on_postgres_sharing_tickets_and_deliveries_never_dea
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_state_db_migrated_before_the_batch_function_gets_it_on_migrate() {
+    let db = TestDb::create(Db::Postgres, "ltv_upgrade").await;
+    let mut raw = RawSettings::load(None, "LTV_TAGGER_TEST_NOT_SET").expect("defaults");
+    raw.state.url = db.url.clone();
+    let store = StateStore::connect_lazy(&raw.state).expect("store");
+    // The schema as the release before the function left it: every migration but that one.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut older = sqlx::migrate::Migrator::new(dir).await.expect("migrations");
+    older.migrations = older
+        .migrations
+        .iter()
+        .filter(|m| !m.description.contains("enqueue batch function"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    older.run(store.pool()).await.expect("older migrations");
+    let waiting = event(11, "k0", Some("first@shop.test"), &["old"]);
+    store
+        .enqueue(&waiting, Millis::now())
+        .await
+        .expect("enqueue");
+    assert!(store.check_ready().await.is_err(), "a migration is pending");
+
+    store.migrate().await.expect("migrate");
+    store.check_ready().await.expect("ready after migrate");
+    let events = [
+        waiting.clone(),
+        event(11, "k1", None, &["a"]),
+        event(12, "k2", None, &[]),
+    ];
+    let refs: Vec<&NewEvent> = events.iter().collect();
+    let statuses: Vec<&str> = store
+        .enqueue_batch(&refs, Millis::now())
+        .await
+        .expect("enqueue_batch")
+        .into_iter()
+        .map(|e| e.status())
+        .collect();
+    assert_eq!(statuses, ["duplicate", "coalesced", "queued"]);
+    store.pool().close().await;
+    db.drop_db().await;
+}
