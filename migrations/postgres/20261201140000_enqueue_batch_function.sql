@@ -82,10 +82,13 @@ begin
     join folded f on f.source = k.source and f.ticket = k.ticket
     join upserted u on u.source = k.source and u.ticket_id = k.ticket;
 
+    -- Planned afresh each call (`execute`): a plan cached while the inbox was small would keep
+    -- scanning the whole table as it grows; this one looks each row up by its key.
     if linked is not null then
-        update inbox set job_id = l.job_id
-        from unnest(linked, jobs) as l(inbox_id, job_id)
-        where inbox.id = l.inbox_id;
+        execute 'update inbox set job_id = l.job_id
+                 from unnest($1, $2) as l(inbox_id, job_id)
+                 where inbox.id = l.inbox_id'
+            using linked, jobs;
     end if;
 
     return query
