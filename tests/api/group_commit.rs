@@ -439,12 +439,13 @@ async fn a_batch_commits_what_one_transaction_per_event_would_on_postgres() {
 async fn concurrent_batches_on_postgres_sharing_tickets_and_deliveries_never_deadlock() {
     const CLIENTS: usize = 32;
     const PER_CLIENT: usize = 40;
-    // Small batches, several committed at once (PostgreSQL: half of the pool of 10).
+    // Small batches, several committed at once (PostgreSQL: a quarter of the pool, here 5).
     let app = spawn_app(AppOptions {
         state: Db::Postgres,
         tweak: Box::new(|raw| {
             raw.state.group_commit_window = Duration::ZERO;
             raw.state.group_commit_max_batch = 4;
+            raw.state.max_connections = 20;
         }),
         ..AppOptions::default()
     })
