@@ -14,6 +14,10 @@
 //! inherits the bench's environment, so `LTV_TAGGER__STATE__GROUP_COMMIT_WINDOW=1ms cargo bench …`
 //! measures another setting.
 //!
+//! `GROUP_COMMIT_BEFORE_BIN=/path/to/ltv-tagger` adds a fourth measurement to every round: that
+//! build's group commit (defaults, its own fresh state DB), so an earlier build is compared side
+//! by side with this one against the same baseline.
+//!
 //! Pass words after `--` to run only the backends whose names contain one of them
 //! (`cargo bench --bench group_commit -- sqlite`).
 
@@ -242,6 +246,7 @@ struct Serve {
 }
 
 async fn serve(
+    binary: &std::path::Path,
     state_url: &str,
     shop_url: &str,
     fake: &FakeHelpdesk,
@@ -249,11 +254,10 @@ async fn serve(
     max_batch: usize,
     http: &reqwest::Client,
 ) -> anyhow::Result<Serve> {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ltv-tagger"));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let child = tokio::process::Command::new(&binary)
+    let child = tokio::process::Command::new(binary)
         .arg("serve")
         .env("LTV_TAGGER__SERVER__BIND", format!("127.0.0.1:{port}"))
         .env("LTV_TAGGER__SERVER__LOG_FORMAT", "json")
@@ -278,6 +282,7 @@ async fn serve(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
+    let binary = binary.display();
     let pid = child.id().context("child pid")?;
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -287,7 +292,7 @@ async fn serve(
                 break;
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "ltv-tagger serve not ready");
+        anyhow::ensure!(Instant::now() < deadline, "{binary} serve not ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(Serve { child, pid, base })
@@ -316,14 +321,23 @@ async fn backend(
     let base_db = StateDb::create(postgres).await?;
     let grouped_db = StateDb::create(postgres).await?;
     let single_db = StateDb::create(postgres).await?;
+    let before_bin = std::env::var_os("GROUP_COMMIT_BEFORE_BIN").map(PathBuf::from);
+    let before_db = StateDb::create(postgres).await?;
     let result = async {
         let store = migrated_store(&base_db).await?;
         baseline(&store, 16, WARMUP_N).await?;
-        let grouped = serve(&grouped_db.url, shop_url, &fake, &cfg, 128, http).await?;
-        let single = serve(&single_db.url, shop_url, &fake, &cfg, 1, http).await?;
-        for s in [&grouped, &single] {
+        let this = PathBuf::from(env!("CARGO_BIN_EXE_ltv-tagger"));
+        let grouped = serve(&this, &grouped_db.url, shop_url, &fake, &cfg, 128, http).await?;
+        let single = serve(&this, &single_db.url, shop_url, &fake, &cfg, 1, http).await?;
+        let before = match &before_bin {
+            Some(bin) => Some(serve(bin, &before_db.url, shop_url, &fake, &cfg, 128, http).await?),
+            None => None,
+        };
+        for s in [Some(&grouped), Some(&single), before.as_ref()].into_iter().flatten() {
             closed_loop(http, &s.base, prepare(WARMUP_N), 16).await?;
         }
+        // The earlier build's group commit, per clients: rates and CPU per webhook by round.
+        let mut earlier: Vec<[Vec<f64>; 2]> = CLIENTS.iter().map(|_| Default::default()).collect();
         // Rounds alternate the three measurements, so drift on the machine hits them alike;
         // the table gives the median of the rounds and the range of the ratios.
         let mut m: Vec<[Vec<f64>; 5]> = CLIENTS.iter().map(|_| Default::default()).collect();
@@ -334,6 +348,12 @@ async fn backend(
                 let (g, g_cpu) = measure(&grouped, http, clients).await?;
                 let (s1, s1_cpu) = measure(&single, http, clients).await?;
                 println!("  {clients} clients: baseline {base:.0}/s, group commit {g:.0}/s ({:.2}×, {g_cpu:.0} µs), max_batch 1 {s1:.0}/s", g / base);
+                if let Some(b) = &before {
+                    let (e, e_cpu) = measure(b, http, clients).await?;
+                    println!("  {clients} clients: before build {e:.0}/s ({:.2}×, {e_cpu:.0} µs)", e / base);
+                    earlier[k][0].push(e / base);
+                    earlier[k][1].push(e_cpu);
+                }
                 for (v, x) in m[k].iter_mut().zip([base, g, g_cpu, s1, s1_cpu]) {
                     v.push(x);
                 }
@@ -356,6 +376,19 @@ async fn backend(
             );
             println!("{line}");
             rows.push(line);
+            let [ratio, cpu] = &earlier[k];
+            if let (Some(low), Some(high)) = (
+                ratio.iter().copied().reduce(f64::min),
+                ratio.iter().copied().reduce(f64::max),
+            ) {
+                let line = format!(
+                    "| {name} | {clients} | before build: {:.2}× baseline (median of rounds; rounds {low:.2}–{high:.2}×) | {:.0} µs | | |",
+                    median(ratio),
+                    median(cpu)
+                );
+                println!("{line}");
+                rows.push(line);
+            }
         }
         let lat = sorted(lat);
         let line = format!(
@@ -371,7 +404,7 @@ async fn backend(
             .fetch_one(migrated_store(&grouped_db).await?.pool())
             .await?;
         println!("  ({counted} events committed by the group-commit binary)");
-        for mut s in [grouped, single] {
+        for mut s in [Some(grouped), Some(single), before].into_iter().flatten() {
             let _ = s.child.start_kill();
             let _ = s.child.wait().await;
         }
@@ -379,7 +412,7 @@ async fn backend(
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    for db in [&base_db, &grouped_db, &single_db] {
+    for db in [&base_db, &grouped_db, &single_db, &before_db] {
         db.drop_db().await;
     }
     result

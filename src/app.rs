@@ -83,8 +83,10 @@ impl Application {
                 max_batch: settings.state.group_commit_max_batch,
                 parallel: match store.backend() {
                     state::Backend::Sqlite => 1,
+                    // A quarter of the pool (2 of the default 10): a batch is one round trip,
+                    // so fewer batches at once gather more events each (BENCHMARKS.md).
                     state::Backend::Postgres => {
-                        (settings.state.max_connections as usize / 2).clamp(1, 8)
+                        (settings.state.max_connections as usize / 4).clamp(1, 8)
                     }
                 },
             },

@@ -1,18 +1,17 @@
-//! The text of the group-commit batch statements (`inbox_batch.rs`), built once per shape.
+//! The text of the SQLite group-commit batch statements (`inbox_batch.rs`), built once per shape.
+//! (PostgreSQL commits a batch through one function call instead: `inbox_batch_pg.rs`.)
 //!
 //! A batch takes the smallest shape (a power of two of rows) that holds it; the rows to spare are
 //! padded (NULL rows that the `where` drops, or a repeated link), so about eight texts per
 //! statement serve every batch size and stay prepared in the connection's statement cache rather
 //! than being parsed afresh for each batch. The inserts take the time `now` as their first parameter
-//! and every row's values after it, in order, so one binding order fits both backends. SQLite gets anonymous `?`
-//! placeholders: binding `$N` names costs SQLite a walk of its name list per parameter (quadratic
-//! in the batch), `?` costs nothing.
+//! and every row's values after it, in order. The placeholders are anonymous `?`: binding `$N`
+//! names costs SQLite a walk of its name list per parameter (quadratic in the batch), `?` nothing.
 
 use std::borrow::Cow;
 use std::fmt::Write;
 use std::sync::OnceLock;
 
-use super::Backend;
 use crate::domain::JobState;
 
 /// Columns bound per event (inbox) and per ticket (job).
@@ -29,30 +28,17 @@ pub(super) fn shape(n: usize) -> usize {
 
 type Texts = [OnceLock<String>; SHAPES];
 
-fn cached(
-    texts: &'static [Texts; 2],
-    backend: Backend,
-    rows: usize,
-    build: fn(Backend, usize) -> String,
-) -> Cow<'static, str> {
+fn cached(texts: &'static Texts, rows: usize, build: fn(usize) -> String) -> Cow<'static, str> {
     let slot = shape(rows).trailing_zeros() as usize;
-    match texts[usize::from(backend == Backend::Postgres)].get(slot) {
-        Some(cell) => Cow::Borrowed(cell.get_or_init(|| build(backend, shape(rows)))),
+    match texts.get(slot) {
+        Some(cell) => Cow::Borrowed(cell.get_or_init(|| build(shape(rows)))),
         // Beyond the largest shape (the config does not allow it): built for this batch.
-        None => Cow::Owned(build(backend, shape(rows))),
+        None => Cow::Owned(build(shape(rows))),
     }
 }
 
-/// Placeholder number `i` (1-based) in the backend's syntax.
-fn param(sql: &mut String, backend: Backend, i: usize) {
-    let _ = match backend {
-        Backend::Sqlite => write!(sql, "?"),
-        Backend::Postgres => write!(sql, "${i}"),
-    };
-}
-
-/// `(values (…), (…)) as v`: `rows` rows of `cols` placeholders, numbered from `first`.
-fn values(sql: &mut String, backend: Backend, first: usize, rows: usize, cols: usize) {
+/// `(values (…), (…)) as v`: `rows` rows of `cols` placeholders.
+fn values(sql: &mut String, rows: usize, cols: usize) {
     sql.push_str("(values ");
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -60,29 +46,25 @@ fn values(sql: &mut String, backend: Backend, first: usize, rows: usize, cols: u
             if c > 0 {
                 sql.push_str(", ");
             }
-            param(sql, backend, first + r * cols + c);
+            sql.push('?');
         }
         sql.push(')');
     }
     sql.push_str(") as v");
 }
 
-fn now_source(sql: &mut String, backend: Backend) {
-    sql.push_str(" from (select ");
-    param(sql, backend, 1);
-    sql.push_str(" as now) as t, ");
-}
+const NOW_SOURCE: &str = " from (select ? as now) as t, ";
 
 /// Step 1, inbox rows; a key already stored, or earlier in the batch, returns no row.
-pub(super) fn inbox(backend: Backend, rows: usize) -> Cow<'static, str> {
-    static TEXTS: [Texts; 2] = [const { [const { OnceLock::new() }; SHAPES] }; 2];
-    cached(&TEXTS, backend, rows, |backend, rows| {
+pub(super) fn inbox(rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = [const { OnceLock::new() }; SHAPES];
+    cached(&TEXTS, rows, |rows| {
         let mut sql = String::from(
             "insert into inbox (source, dedupe_key, ticket_id, event_type, body, received_at)
              select v.column1, v.column2, v.column3, v.column4, v.column5, t.now",
         );
-        now_source(&mut sql, backend);
-        values(&mut sql, backend, 2, rows, INBOX_COLS);
+        sql.push_str(NOW_SOURCE);
+        values(&mut sql, rows, INBOX_COLS);
         sql.push_str(
             " where v.column1 is not null
               on conflict (source, dedupe_key) do nothing returning id, source, dedupe_key",
@@ -92,9 +74,9 @@ pub(super) fn inbox(backend: Backend, rows: usize) -> Cow<'static, str> {
 }
 
 /// Step 2, one job upsert per ticket (the conflict target repeats `job_queued_ticket_uq`'s predicate).
-pub(super) fn job(backend: Backend, rows: usize) -> Cow<'static, str> {
-    static TEXTS: [Texts; 2] = [const { [const { OnceLock::new() }; SHAPES] }; 2];
-    cached(&TEXTS, backend, rows, |backend, rows| {
+pub(super) fn job(rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = [const { OnceLock::new() }; SHAPES];
+    cached(&TEXTS, rows, |rows| {
         let mut sql = format!(
             "insert into job (source, ticket_id, requester_email, requester_id, ticket_tags,
                               event_count, state, attempts, run_at, created_at, updated_at,
@@ -103,8 +85,8 @@ pub(super) fn job(backend: Backend, rows: usize) -> Cow<'static, str> {
                     '{queued}', 0, t.now, t.now, t.now, v.column7",
             queued = JobState::Queued
         );
-        now_source(&mut sql, backend);
-        values(&mut sql, backend, 2, rows, JOB_COLS);
+        sql.push_str(NOW_SOURCE);
+        values(&mut sql, rows, JOB_COLS);
         let _ = write!(
             sql,
             " where v.column1 is not null
@@ -127,11 +109,11 @@ pub(super) fn job(backend: Backend, rows: usize) -> Cow<'static, str> {
 
 /// Step 3, each inbox row linked to its job, from `(inbox id, job id)` rows (no `now`); the padding
 /// repeats the last row.
-pub(super) fn link(backend: Backend, rows: usize) -> Cow<'static, str> {
-    static TEXTS: [Texts; 2] = [const { [const { OnceLock::new() }; SHAPES] }; 2];
-    cached(&TEXTS, backend, rows, |backend, rows| {
+pub(super) fn link(rows: usize) -> Cow<'static, str> {
+    static TEXTS: Texts = [const { OnceLock::new() }; SHAPES];
+    cached(&TEXTS, rows, |rows| {
         let mut sql = String::from("update inbox set job_id = v.column2 from ");
-        values(&mut sql, backend, 1, rows, 2);
+        values(&mut sql, rows, 2);
         sql.push_str(" where inbox.id = v.column1");
         sql
     })
@@ -147,18 +129,16 @@ mod tests {
             [1, 2, 3, 5, 100, 128, 129, 1000].map(shape),
             [1, 2, 4, 8, 128, 128, 256, 1024]
         );
-        let (three, four) = (inbox(Backend::Sqlite, 3), inbox(Backend::Sqlite, 4));
+        let (three, four) = (inbox(3), inbox(4));
         assert!(matches!(three, Cow::Borrowed(_)) && three == four);
-        assert_ne!(four, inbox(Backend::Postgres, 4));
-        assert!(matches!(link(Backend::Postgres, 1500), Cow::Owned(_)));
+        assert_ne!(four, inbox(8));
+        assert!(matches!(link(1500), Cow::Owned(_)));
     }
 
     #[test]
-    fn sqlite_gets_anonymous_placeholders_and_postgres_numbered_ones() {
-        let lite = job(Backend::Sqlite, 2);
-        assert_eq!(lite.matches('?').count(), 1 + 2 * JOB_COLS);
-        assert!(!lite.contains('$'));
-        let pg = job(Backend::Postgres, 2);
-        assert!(pg.contains("$1 as now") && pg.contains("$15)") && !pg.contains("$16"));
+    fn placeholders_are_anonymous() {
+        let two = job(2);
+        assert_eq!(two.matches('?').count(), 1 + 2 * JOB_COLS);
+        assert!(!two.contains('$'));
     }
 }

@@ -6,7 +6,8 @@
 //! request is answered only from the outcome of the transaction that holds its event: a failed
 //! batch fails every request in it, and none of its events is stored. While a batch commits, the
 //! next one gathers, so under load the batches grow without any added wait. On PostgreSQL
-//! several batches commit at once (half the pool, at most 8), each on its own connection.
+//! several batches commit at once (a quarter of the pool, at least 1, at most 8), each on its own
+//! connection.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,19 +1,23 @@
-//! The inbox commit of a whole batch of events in one transaction and three statements.
+//! The inbox commit of a whole batch of events in one transaction and three statements (SQLite).
+//!
+//! On PostgreSQL the same three steps run inside one function call, one round trip
+//! (`inbox_batch_pg.rs`); SQLite runs in-process, where a round trip costs little.
 //!
 //! It does what [`StateStore::enqueue`] would do for each event in turn, but with one multi-row
 //! statement per step, so a batch costs three round trips to the database rather than three per
 //! event: (1) the inbox rows, a repeated dedupe key skipped (`on conflict do nothing`); (2) one
 //! job per ticket, the ticket's events folded first as sequential upserts would fold them (the
 //! latest requester and tags win, `event_count` grows by the number of events); (3) each inbox
-//! row linked to its job. Rows are written in key order, so that batches committed at once on
-//! PostgreSQL take their locks in one order and cannot deadlock. The statements come in a few
-//! fixed shapes (`batch_sql.rs`), padded up to the next power of two, so they stay prepared.
+//! row linked to its job. Rows are written in key order, then tickets in ticket order (the
+//! PostgreSQL function keeps that order, so its batches committed at once cannot deadlock). The
+//! statements come in a few fixed shapes (`batch_sql.rs`), padded up to the next power of two, so
+//! they stay prepared.
 
 use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{batch_sql, join_tags, Enqueued, NewEvent, StateStore};
+use super::{batch_sql, join_tags, Backend, Enqueued, NewEvent, StateStore};
 use crate::clock::Millis;
 use crate::domain::{JobId, Requester};
 
@@ -43,6 +47,9 @@ impl StateStore {
         if events.is_empty() {
             return Ok(out);
         }
+        if self.backend == Backend::Postgres {
+            return self.enqueue_batch_pg(events, now).await;
+        }
         let mut tx = self.pool.begin().await?;
 
         // 1. Inbox rows; a key already stored, or earlier in the batch, returns no row.
@@ -52,7 +59,7 @@ impl StateStore {
         order.sort_by(|a, b| {
             (a.source.as_str(), &a.dedupe_key).cmp(&(b.source.as_str(), &b.dedupe_key))
         });
-        let sql = batch_sql::inbox(self.backend, order.len());
+        let sql = batch_sql::inbox(order.len());
         let mut q = sqlx::query(&sql).bind(now);
         for ev in order {
             q = q
@@ -121,7 +128,7 @@ impl StateStore {
             return Ok(out);
         }
         tickets.sort_by(|a, b| (a.source, &a.ticket).cmp(&(b.source, &b.ticket)));
-        let sql = batch_sql::job(self.backend, tickets.len());
+        let sql = batch_sql::job(tickets.len());
         let mut q = sqlx::query(&sql).bind(now);
         for t in &tickets {
             q = q
@@ -167,7 +174,7 @@ impl StateStore {
                 }
             }
         }
-        let sql = batch_sql::link(self.backend, links.len());
+        let sql = batch_sql::link(links.len());
         let mut q = sqlx::query(&sql);
         let pad = links.last().copied();
         for (inbox_id, job_id) in links.iter().copied().chain(

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `inbox.rs` | commit an event and its job in one transaction, coalescing per ticket |
 //! | `inbox_batch.rs` | the same for a whole batch of events: one transaction, three statements |
+//! | `inbox_batch_pg.rs` | on PostgreSQL, those three steps in one function call (one round trip) |
 //! | `batch_sql.rs` | those statements' text, in a few fixed shapes that stay prepared |
 //! | `group_commit.rs` | the committer: events of concurrent webhooks in one transaction |
 //! | `queue.rs` | claim due jobs under a lease; the [`LeasedJob`] handle (renew, finish, retry, release) |
@@ -28,6 +29,7 @@ mod dead_letters;
 mod group_commit;
 mod inbox;
 mod inbox_batch;
+mod inbox_batch_pg;
 mod notes;
 mod queue;
 mod queue_bulk;

@@ -328,15 +328,21 @@ fn event(ticket: u64, key: &str, requester: Option<&str>, tags: &[&str]) -> NewE
     }
 }
 
-/// Jobs (ticket, email, requester id, tags, event count) and inbox rows (key, its job's ticket).
-async fn rows(
-    store: &StateStore,
-) -> (
-    Vec<(String, Option<String>, Option<String>, String, i64)>,
-    Vec<(String, String)>,
-) {
+/// A job as the comparison reads it: ticket, email, requester id, tags, event count, stamp.
+type JobRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    Option<String>,
+);
+
+/// Jobs and inbox rows (key, its job's ticket).
+async fn rows(store: &StateStore) -> (Vec<JobRow>, Vec<(String, String)>) {
     let jobs = sqlx::query_as(
-        "select ticket_id, requester_email, requester_id, ticket_tags, event_count from job
+        "select ticket_id, requester_email, requester_id, ticket_tags, event_count,
+                ticket_updated_at from job
          order by ticket_id",
     )
     .fetch_all(store.pool())
@@ -373,7 +379,7 @@ async fn a_batch_commits_what_one_transaction_per_event_would(state: Db) {
             .expect("enqueue");
         stores.push(store);
     }
-    let events = [
+    let mut events = [
         event(11, "k0", None, &[]),                   // stored before: duplicate
         event(11, "k1", Some("77"), &["a"]),          // coalesced into the waiting job
         event(10, "k2", Some("a@shop.test"), &["x"]), // a new job
@@ -382,6 +388,9 @@ async fn a_batch_commits_what_one_transaction_per_event_would(state: Db) {
         event(12, "k4", None, &[]),                   // a new job, no requester
         event(10, "k5", Some("b@shop.test"), &[]),    // coalesced, latest email
     ];
+    // The latest event's stamp wins, even when it has none.
+    events[1].ticket_updated_at = Some("2026-12-01T10:00:00Z".into());
+    events[4].ticket_updated_at = Some("2026-12-01T10:00:01Z".into());
     let now = Millis::now();
     let mut sequential = Vec::new();
     for ev in &events {
@@ -430,12 +439,13 @@ async fn a_batch_commits_what_one_transaction_per_event_would_on_postgres() {
 async fn concurrent_batches_on_postgres_sharing_tickets_and_deliveries_never_deadlock() {
     const CLIENTS: usize = 32;
     const PER_CLIENT: usize = 40;
-    // Small batches, several committed at once (PostgreSQL: half of the pool of 10).
+    // Small batches, several committed at once (PostgreSQL: a quarter of the pool, here 5).
     let app = spawn_app(AppOptions {
         state: Db::Postgres,
         tweak: Box::new(|raw| {
             raw.state.group_commit_window = Duration::ZERO;
             raw.state.group_commit_max_batch = 4;
+            raw.state.max_connections = 20;
         }),
         ..AppOptions::default()
     })
@@ -483,4 +493,48 @@ async fn concurrent_batches_on_postgres_sharing_tickets_and_deliveries_never_dea
         assert_eq!(app.zendesk_tags(t), ["vip-gold"], "ticket {t}");
     }
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_state_db_migrated_before_the_batch_function_gets_it_on_migrate() {
+    let db = TestDb::create(Db::Postgres, "ltv_upgrade").await;
+    let mut raw = RawSettings::load(None, "LTV_TAGGER_TEST_NOT_SET").expect("defaults");
+    raw.state.url = db.url.clone();
+    let store = StateStore::connect_lazy(&raw.state).expect("store");
+    // The schema as the release before the function left it: every migration but that one.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut older = sqlx::migrate::Migrator::new(dir).await.expect("migrations");
+    older.migrations = older
+        .migrations
+        .iter()
+        .filter(|m| !m.description.contains("enqueue batch function"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    older.run(store.pool()).await.expect("older migrations");
+    let waiting = event(11, "k0", Some("first@shop.test"), &["old"]);
+    store
+        .enqueue(&waiting, Millis::now())
+        .await
+        .expect("enqueue");
+    assert!(store.check_ready().await.is_err(), "a migration is pending");
+
+    store.migrate().await.expect("migrate");
+    store.check_ready().await.expect("ready after migrate");
+    let events = [
+        waiting.clone(),
+        event(11, "k1", None, &["a"]),
+        event(12, "k2", None, &[]),
+    ];
+    let refs: Vec<&NewEvent> = events.iter().collect();
+    let statuses: Vec<&str> = store
+        .enqueue_batch(&refs, Millis::now())
+        .await
+        .expect("enqueue_batch")
+        .into_iter()
+        .map(|e| e.status())
+        .collect();
+    assert_eq!(statuses, ["duplicate", "coalesced", "queued"]);
+    store.pool().close().await;
+    db.drop_db().await;
 }
