@@ -13,50 +13,20 @@ use std::time::{Duration, Instant};
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::backfill::{BackfillArgs, Progress, Report};
 use ltv_tagger::clock::Millis;
-use ltv_tagger::config::RawSettings;
 use ltv_tagger::domain::{CustomerEmail, Requester, Source, TicketId};
-use ltv_tagger::helpdesk::Helpdesks;
-use ltv_tagger::metrics::Metrics;
-use ltv_tagger::orders::OrderDb;
 use ltv_tagger::state::{NewEvent, StateStore};
-use ltv_tagger::worker::Worker;
-use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/shop.rs"]
+mod shop;
 #[path = "support/state_db.rs"]
 mod state_db;
+use shop::{env_or, CUSTOMERS};
 use state_db::StateDb;
 
-const CUSTOMERS: usize = 1000;
 const LIVE_EVERY: Duration = Duration::from_secs(2);
 /// Live ticket ids start here, above any backfilled one.
 const LIVE_BASE: u64 = 10_000_000;
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A SQLite order DB of `CUSTOMERS` customers, LTVs spread over the tiers.
-async fn shop(dir: &std::path::Path) -> anyhow::Result<String> {
-    let url = format!("sqlite://{}", dir.join("shop.db").display());
-    let mut c = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc")).await?;
-    sqlx::query("create table customer (email text primary key, ltv numeric not null)")
-        .execute(&mut c)
-        .await?;
-    let mut tx = c.begin().await?;
-    for i in 0..CUSTOMERS {
-        sqlx::query("insert into customer (email, ltv) values ($1, $2)")
-            .bind(format!("c{i}@shop.test"))
-            .bind(if i % 2 == 0 { 3000 } else { 800 })
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(url)
-}
 
 /// Counts pages; prints a line every tenth.
 #[derive(Default)]
@@ -102,7 +72,7 @@ fn main() -> anyhow::Result<()> {
         let per_minute: u32 = env_or("BACKFILL_PER_MINUTE", 12_000);
         let share: f64 = env_or("BACKFILL_SHARE", 0.5);
         let dir = tempfile::tempdir()?;
-        let shop_url = shop(dir.path()).await?;
+        let shop_url = shop::shop(dir.path()).await?;
         let cfg = FakeHelpdeskConfig {
             zendesk_limit_per_minute: Some(per_minute),
             ..FakeHelpdeskConfig::default()
@@ -116,27 +86,10 @@ fn main() -> anyhow::Result<()> {
             fake.add_listed_ticket(Helpdesk::Zendesk, t, "open", &requester, Duration::from_secs(3600));
         }
         let state = StateDb::sqlite().await?;
-        let mut raw = RawSettings::load(None, "LTV_TAGGER_BENCH_NOT_SET")?;
-        raw.state.url = state.url.clone();
-        raw.orders.url = shop_url;
-        raw.orders.query = "select ltv from customer where email = :email".into();
-        fake.serve_zendesk_for(&mut raw, &cfg, "bench-secret");
-        raw.zendesk.requests_per_minute = per_minute;
-        raw.backfill.budget_share = share;
-        let settings = raw.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let store = StateStore::connect_lazy(&settings.state)?;
-        store.migrate().await?;
-        let metrics = Metrics::new()?;
-        let worker = Arc::new(Worker {
-            store: store.clone(),
-            orders: OrderDb::connect_lazy(&settings.orders_options())?,
-            policy: settings.policy.clone().into(),
-            helpdesks: Helpdesks::from_settings(&settings, &store, &metrics)?,
-            metrics,
-            settings: settings.worker.clone(),
-            owner: "bench".into(),
-            wake: Default::default(),
-        });
+        let settings = shop::settings(&state.url, &shop_url, &fake, &cfg, per_minute, |raw| {
+            raw.backfill.budget_share = share;
+        })?;
+        let (store, worker) = shop::worker(&settings).await?;
         let ceiling = f64::from(per_minute) * share / 60.0;
         println!(
             "backfill: {tickets} open Zendesk tickets, fake at {per_minute}/min, budget_share {share} \

@@ -5,53 +5,22 @@
 //! `cargo bench --bench bulk` (or `cargo test --bench bulk --` for a debug build; the run is bound
 //! by the rate limit, not the CPU). `BULK_TICKETS` and `BASELINE_TICKETS` change the sizes.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
 use ltv_tagger::clock::Millis;
-use ltv_tagger::config::RawSettings;
 use ltv_tagger::domain::{CustomerEmail, Requester, Source, TicketId};
-use ltv_tagger::helpdesk::Helpdesks;
-use ltv_tagger::metrics::Metrics;
-use ltv_tagger::orders::OrderDb;
-use ltv_tagger::state::{NewEvent, StateStore};
-use ltv_tagger::worker::Worker;
-use sqlx::Connection;
+use ltv_tagger::state::NewEvent;
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/shop.rs"]
+mod shop;
 #[path = "support/state_db.rs"]
 mod state_db;
+use shop::{env_or, CUSTOMERS};
 use state_db::StateDb;
 
 const PER_MINUTE: u32 = 400;
-const CUSTOMERS: usize = 1000;
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A SQLite order DB of `CUSTOMERS` customers, LTVs spread over the tiers.
-async fn shop(dir: &std::path::Path) -> anyhow::Result<String> {
-    let url = format!("sqlite://{}", dir.join("shop.db").display());
-    let mut c = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc")).await?;
-    sqlx::query("create table customer (email text primary key, ltv numeric not null)")
-        .execute(&mut c)
-        .await?;
-    let mut tx = c.begin().await?;
-    for i in 0..CUSTOMERS {
-        sqlx::query("insert into customer (email, ltv) values ($1, $2)")
-            .bind(format!("c{i}@shop.test"))
-            .bind(if i % 2 == 0 { 3000 } else { 800 })
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(url)
-}
 
 struct Run {
     elapsed: Duration,
@@ -72,16 +41,10 @@ async fn run(tickets: usize, bulk_after: Duration, shop_url: &str) -> anyhow::Re
     // Zendesk processes a bulk job's tickets in the background: 10 ms each here.
     fake.set_bulk_ticket_time(Duration::from_millis(10));
     let state = StateDb::sqlite().await?;
-    let mut raw = RawSettings::load(None, "LTV_TAGGER_BENCH_NOT_SET")?;
-    raw.state.url = state.url.clone();
-    raw.orders.url = shop_url.into();
-    raw.orders.query = "select ltv from customer where email = :email".into();
-    fake.serve_zendesk_for(&mut raw, &cfg, "bench-secret");
-    raw.zendesk.requests_per_minute = PER_MINUTE;
-    raw.zendesk.bulk_after = bulk_after;
-    let settings = raw.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = StateStore::connect_lazy(&settings.state)?;
-    store.migrate().await?;
+    let settings = shop::settings(&state.url, shop_url, &fake, &cfg, PER_MINUTE, |raw| {
+        raw.zendesk.bulk_after = bulk_after;
+    })?;
+    let (store, worker) = shop::worker(&settings).await?;
     for n in 0..tickets {
         let email = CustomerEmail::parse(&format!("c{}@shop.test", n % CUSTOMERS))
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -97,17 +60,6 @@ async fn run(tickets: usize, bulk_after: Duration, shop_url: &str) -> anyhow::Re
         };
         store.enqueue(&event, Millis::now()).await?;
     }
-    let metrics = Metrics::new()?;
-    let worker = Arc::new(Worker {
-        store: store.clone(),
-        orders: OrderDb::connect_lazy(&settings.orders_options())?,
-        policy: settings.policy.clone().into(),
-        helpdesks: Helpdesks::from_settings(&settings, &store, &metrics)?,
-        metrics,
-        settings: settings.worker.clone(),
-        owner: "bench".into(),
-        wake: Default::default(),
-    });
     let stop = CancellationToken::new();
     let started = Instant::now();
     let task = tokio::spawn(worker.run(stop.clone(), Duration::from_secs(5)));
@@ -143,10 +95,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let tickets = env_usize("BULK_TICKETS", 10_000);
-        let baseline = env_usize("BASELINE_TICKETS", 300);
+        let tickets = env_or("BULK_TICKETS", 10_000);
+        let baseline = env_or("BASELINE_TICKETS", 300);
         let dir = tempfile::tempdir()?;
-        let shop_url = shop(dir.path()).await?;
+        let shop_url = shop::shop(dir.path()).await?;
         println!("bulk tag writes: {tickets} queued Zendesk tickets, fake at {PER_MINUTE}/min and 30 jobs");
         // Baseline: bulk off (the threshold far above the backlog), the first tickets.
         let single = run(baseline, Duration::from_secs(3600), &shop_url).await?;
