@@ -56,18 +56,9 @@ async fn a_promoted_customers_zendesk_ticket_loses_the_services_own_vip_and_keep
         Some("removed the policy's stale tags: vip")
     );
     assert_eq!(app.zendesk_tags(200), ["billing", "vip-gold", "web_form"]);
-    let calls: Vec<_> = app
-        .fake
-        .requests()
-        .into_iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
-        .collect();
+    let calls = app.fake.calls();
     assert_eq!(calls, ["PUT /api/v2/tickets/200 200"]);
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 
@@ -92,12 +83,7 @@ async fn a_disputer_on_gorgias_loses_the_stale_vip_read_from_the_ticket_and_keep
         app.fake.tags(Helpdesk::Gorgias, "201"),
         ["Billing", "VIP customer", "dispute"]
     );
-    let calls: Vec<_> = app
-        .fake
-        .requests()
-        .into_iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let calls = app.fake.routes();
     assert_eq!(
         calls,
         [
@@ -106,11 +92,7 @@ async fn a_disputer_on_gorgias_loses_the_stale_vip_read_from_the_ticket_and_keep
             "DELETE /api/tickets/201/tags"
         ]
     );
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 
@@ -284,11 +266,7 @@ async fn custom_fields_and_the_note_arrive_in_one_zendesk_call_and_the_note_only
     assert_eq!(app.fake.ticket_updates(Helpdesk::Zendesk, "300"), 2);
     assert_eq!(app.zendesk_tags(300), ["vip-gold", "web_form"]);
     assert_eq!(app.fake.notes(Helpdesk::Zendesk, "300").len(), 1);
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 
@@ -362,10 +340,6 @@ async fn gorgias_gets_one_internal_note_never_public() {
     );
     assert_eq!(app.fake.notes(Helpdesk::Gorgias, "302").len(), 1);
     assert_eq!(app.fake.tag_writes(Helpdesk::Gorgias, "302"), 1);
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }

@@ -4,23 +4,7 @@
 use ltv_tagger::domain::Source;
 use serde_json::Value;
 
-use crate::helpers::{binary, spawn_app, trigger_body, AppOptions};
-
-async fn run(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
-    let out = tokio::process::Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("LTV_TAGGER_CONFIG")
-        .output()
-        .await
-        .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::helpers::{cli, spawn_app, trigger_body, AppOptions};
 
 #[tokio::test]
 async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_and_json() {
@@ -43,7 +27,7 @@ async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_a
     let config = dir.path().join("c.toml");
     std::fs::write(&config, app.raw.to_redacted_toml()).expect("config");
 
-    let (code, out, err) = run(&["audit", "--format", "json", "--ticket", "1"], &config).await;
+    let (code, out, err) = cli(&["audit", "--format", "json", "--ticket", "1"], &config).await;
     assert_eq!(code, 0, "{err}");
     let rows: Value = serde_json::from_str(&out).expect("json");
     let rows = rows.as_array().expect("array");
@@ -60,7 +44,7 @@ async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_a
     assert_eq!(r["attempts"], 1);
     assert!(r["time"].as_str().is_some_and(|t| t.ends_with('Z')));
 
-    let (_, out, _) = run(
+    let (_, out, _) = cli(
         &["audit", "--format", "json", "--email", " GOLD@shop.test"],
         &config,
     )
@@ -71,7 +55,7 @@ async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_a
         .map(|r| r["ticket"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(tickets, ["1", "3"]);
-    let (_, out, _) = run(
+    let (_, out, _) = cli(
         &["audit", "--format", "json", "--limit", "1", "--since", "1h"],
         &config,
     )
@@ -81,7 +65,7 @@ async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_a
         "3"
     );
 
-    let (code, out, _) = run(&["audit"], &config).await;
+    let (code, out, _) = cli(&["audit"], &config).await;
     assert_eq!(code, 0);
     assert!(
         out.lines()
@@ -94,7 +78,7 @@ async fn audit_lists_past_decisions_filtered_by_ticket_email_and_limit_as_text_a
         "{out}"
     );
 
-    let (code, _, err) = run(&["audit", "--ticket", "abc"], &config).await;
+    let (code, _, err) = cli(&["audit", "--ticket", "abc"], &config).await;
     assert_eq!(code, 1);
     assert!(err.contains("--ticket"), "{err}");
     app.stop().await;
@@ -114,7 +98,7 @@ async fn explain_gives_the_reasons_for_several_customers_without_helpdesk_secret
         ),
     )
     .expect("config");
-    let (code, out, err) = run(
+    let (code, out, err) = cli(
         &[
             "explain",
             "--format",
@@ -149,10 +133,10 @@ async fn explain_gives_the_reasons_for_several_customers_without_helpdesk_secret
         .as_str()
         .is_some_and(|r| r.contains("counts as LTV 0")));
 
-    let (code, out, _) = run(&["explain", "gold@shop.test"], &config).await;
+    let (code, out, _) = cli(&["explain", "gold@shop.test"], &config).await;
     assert_eq!(code, 0);
     assert!(out.contains("because") && out.contains("vip-gold"), "{out}");
-    let (code, _, err) = run(&["explain", "not-an-email"], &config).await;
+    let (code, _, err) = cli(&["explain", "not-an-email"], &config).await;
     assert_eq!(code, 1);
     assert!(err.contains("not an email address"), "{err}");
     app.stop().await;

@@ -100,11 +100,7 @@ async fn backfill_queues_and_tags_the_open_zendesk_tickets_and_leaves_tagged_one
     assert_eq!(app.fake.tag_writes(z, "103"), 0, "already tagged: no write");
     assert!(app.fake.tags(z, "104").is_empty(), "solved: not listed");
     assert!(app.fake.tags(z, "105").is_empty(), "older than --since");
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
 
     let again = run_cli(
         &config,
@@ -145,11 +141,7 @@ async fn backfill_queues_and_tags_the_open_gorgias_tickets_after_waiting_out_a_4
     wait_tags(&app, g, 202, &["vip"]).await;
     app.wait_idle(Duration::from_secs(30)).await;
     assert!(app.fake.tags(g, "203").is_empty(), "closed: not queued");
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 

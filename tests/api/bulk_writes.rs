@@ -147,7 +147,7 @@ async fn a_backlog_clears_through_update_many_on(db: Db, jobs: u64) {
         all * 10 < jobs as usize,
         "{all} calls for {jobs} tickets ({bulk} bulk, {single} single)"
     );
-    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+    s.fake.assert_no_violations();
     assert_eq!(s.fake.rate_limited(), 0);
     assert!(s.fake.max_active_bulk_jobs() <= 30);
     s.finish().await;
@@ -199,7 +199,7 @@ async fn mixed_results_in_one_job_status_settle_each_job_from_its_own_ticket() {
             "ticket {n}"
         );
     }
-    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+    s.fake.assert_no_violations();
     s.finish().await;
 }
 
@@ -217,7 +217,7 @@ async fn a_failed_job_status_sends_all_its_jobs_back_to_be_retried_alone() {
     // 10 tickets in the round, one job per tag set: the failed one's 5 are retried alone.
     assert_eq!(s.fake.bulk_jobs(), 2);
     assert_eq!(retried, 5, "every ticket of the failed job, retried");
-    assert!(s.fake.violations().is_empty(), "{:?}", s.fake.violations());
+    s.fake.assert_no_violations();
     s.finish().await;
 }
 
@@ -299,12 +299,7 @@ async fn when_another_client_holds_all_30_job_slots_the_bulk_write_waits_and_los
         .violations()
         .into_iter()
         .partition(|v| v.contains("over the limit of 30 queued"));
-    let seen: Vec<String> = s
-        .fake
-        .requests()
-        .iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
-        .collect();
+    let seen = s.fake.calls();
     assert!(
         !full.is_empty(),
         "the service's update_many met TooManyJobs (the test's premise): {seen:?}"
@@ -328,12 +323,7 @@ async fn a_closed_ticket_the_tags_endpoint_refuses_is_tagged_through_update_many
     assert_eq!(rows[0].record.outcome, "tagged", "{:?}", rows[0]);
     assert_eq!(rows[0].record.tags_written, ["vip-gold"]);
     assert_eq!(app.zendesk_tags(80), ["vip-gold"]);
-    let calls: Vec<String> = app
-        .fake
-        .requests()
-        .iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
-        .collect();
+    let calls = app.fake.calls();
     assert_eq!(calls[0], "PUT /api/v2/tickets/80/tags 422");
     assert_eq!(calls[1], "PUT /api/v2/tickets/update_many.json 200");
     assert!(
@@ -342,11 +332,7 @@ async fn a_closed_ticket_the_tags_endpoint_refuses_is_tagged_through_update_many
             .all(|c| c.starts_with("GET /api/v2/job_statuses/")),
         "{calls:?}"
     );
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 

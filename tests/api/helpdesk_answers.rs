@@ -73,11 +73,7 @@ async fn a_lookup_answered_2xx_with_an_unusable_body_is_retried_until_the_ticket
         "{:?}",
         rows.iter().map(|r| &r.record.outcome).collect::<Vec<_>>()
     );
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 

@@ -607,3 +607,20 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs `ltv-tagger ARGS --config FILE` to its end: (exit code, stdout, stderr).
+pub async fn cli(args: &[&str], config: &Path) -> (i32, String, String) {
+    let out = tokio::process::Command::new(binary())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("LTV_TAGGER_CONFIG")
+        .output()
+        .await
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -5,24 +5,9 @@ use std::time::Duration;
 use fake_helpdesk::Helpdesk;
 
 use crate::helpers::{
-    binary, free_port, post_zendesk_to, rig, trigger_body, wait_until, Db, ServeProcess,
+    binary, cli, free_port, post_zendesk_to, rig, trigger_body, wait_until, Db, ServeProcess,
     GORGIAS_TOKEN, ZENDESK_SECRET,
 };
-
-async fn cli(args: &[&str], config: &std::path::Path) -> (i32, String, String) {
-    let out = tokio::process::Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .await
-        .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_queued_at_a_sigkill_all_complete_after_a_restart() {

@@ -72,11 +72,7 @@ async fn ratelimit_remaining_caps_the_account_budget_like_x_rate_limit_remaining
 
     let writes = arrivals(&app.fake, "PUT", |p| p.ends_with("/tags"));
     assert_spaced(&writes, Duration::from_millis(900), "tag writes");
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 
@@ -121,10 +117,6 @@ async fn an_update_ticket_endpoint_header_caps_update_tickets_own_budget() {
             "ticket {ticket}"
         );
     }
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }

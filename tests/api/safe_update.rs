@@ -72,11 +72,7 @@ async fn an_agents_edit_between_event_and_write_is_kept_on(state: Db) {
         1,
         "the retry was a safe update with the fresh stamp"
     );
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 
@@ -143,11 +139,7 @@ async fn an_update_ticket_write_that_also_removes_a_stale_tag_is_safe_and_keeps_
         "one Update Ticket went through"
     );
     assert_eq!(app.fake.safe_writes(Z, "124"), 1);
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 

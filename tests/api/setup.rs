@@ -179,11 +179,7 @@ async fn setup_zendesk_creates_webhook_secret_and_trigger_and_a_second_run_chang
         "{}",
         first.stdout
     );
-    assert!(
-        rig.fake.violations().is_empty(),
-        "{:?}",
-        rig.fake.violations()
-    );
+    rig.fake.assert_no_violations();
     let writes = rig.fake.admin_writes();
     assert_eq!(writes, 2);
 
@@ -252,11 +248,7 @@ async fn setup_zendesk_creates_webhook_secret_and_trigger_and_a_second_run_chang
         "https://new.example.com/webhooks/zendesk"
     );
     assert_eq!(rig.fake.zendesk_triggers().len(), 1);
-    assert!(
-        rig.fake.violations().is_empty(),
-        "{:?}",
-        rig.fake.violations()
-    );
+    rig.fake.assert_no_violations();
 }
 
 #[tokio::test]
@@ -426,11 +418,7 @@ async fn setup_gorgias_creates_the_http_integration_and_a_second_run_changes_not
         integration(&rig)["http"]["headers"]["X-Webhook-Token"],
         "a-rotated-token"
     );
-    assert!(
-        rig.fake.violations().is_empty(),
-        "{:?}",
-        rig.fake.violations()
-    );
+    rig.fake.assert_no_violations();
 }
 
 #[tokio::test]

@@ -77,11 +77,7 @@ async fn tiers_refunds_disputes_and_unknowns_on(orders: Db, state: Db) {
         5,
         "one write per tagged ticket, none for the others"
     );
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 
@@ -146,12 +142,7 @@ async fn event_subscription_webhooks_look_the_requester_up() {
     assert_eq!(rows[0].record.outcome, "tagged");
     assert_eq!(rows[0].record.email.as_deref(), Some("gold@shop.test"));
     assert_eq!(app.zendesk_tags(35436), ["vip-gold"]);
-    let calls: Vec<String> = app
-        .fake
-        .requests()
-        .iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
-        .collect();
+    let calls = app.fake.calls();
     assert_eq!(
         calls,
         [
@@ -325,11 +316,7 @@ async fn gorgias_tickets_get_tags_through_post_names() {
     let rows = app.wait_for_audit(Source::Gorgias, 4821, 1).await;
     assert_eq!(rows[0].record.outcome, "tagged");
     assert_eq!(app.fake.tags(Helpdesk::Gorgias, "4821"), ["dispute"]);
-    assert!(
-        app.fake.violations().is_empty(),
-        "{:?}",
-        app.fake.violations()
-    );
+    app.fake.assert_no_violations();
     app.stop().await;
 }
 

@@ -11,7 +11,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::helpers::{binary, Db, TestDb};
+use crate::helpers::{cli, Db, TestDb};
 
 /// Every customer of our shop schema (purchases − refunds, disputes in their own table).
 const CUSTOMERS_QUERY: &str = "
@@ -133,22 +133,6 @@ fn config(dir: &Path, shop: &TestDb, state_url: &str) -> std::path::PathBuf {
     path
 }
 
-async fn run(args: &[&str], config: &Path) -> (i32, String, String) {
-    let out = tokio::process::Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("LTV_TAGGER_CONFIG")
-        .output()
-        .await
-        .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn dec(v: &Value) -> Decimal {
     Decimal::from_str(
         v.as_str()
@@ -208,7 +192,7 @@ async fn the_figures_equal_those_worked_out_from_the_seeded_rows(kind: Db) {
     let cfg = config(dir.path(), &shop, &state_url);
     let candidate = dir.path().join("candidate.toml");
     std::fs::write(&candidate, CANDIDATE).expect("candidate");
-    let (code, out, err) = run(
+    let (code, out, err) = cli(
         &[
             "thresholds",
             "--format",
@@ -351,7 +335,7 @@ async fn thresholds_plot_writes_a_valid_svg_and_png_and_the_text_report_names_ev
     let cfg = config(dir.path(), &shop, &state_url);
     for ext in ["svg", "png"] {
         let path = dir.path().join(format!("ltv.{ext}"));
-        let (code, out, err) = run(
+        let (code, out, err) = cli(
             &["thresholds", "--plot", path.to_str().expect("utf-8")],
             &cfg,
         )
@@ -379,7 +363,7 @@ async fn thresholds_plot_writes_a_valid_svg_and_png_and_the_text_report_names_ev
         }
     }
     let bad = dir.path().join("ltv.gif");
-    let (code, _, err) = run(
+    let (code, _, err) = cli(
         &["thresholds", "--plot", bad.to_str().expect("utf-8")],
         &cfg,
     )
@@ -397,7 +381,7 @@ async fn thresholds_without_a_customers_query_or_with_a_bad_one_names_the_key() 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("c.toml");
     std::fs::write(&path, format!("[orders]\nurl = {:?}\n", shop.url)).expect("config");
-    let (code, _, err) = run(&["thresholds"], &path).await;
+    let (code, _, err) = cli(&["thresholds"], &path).await;
     assert_eq!(code, 1);
     assert!(err.contains("orders.customers_query: not set"), "{err}");
 
@@ -409,7 +393,7 @@ async fn thresholds_without_a_customers_query_or_with_a_bad_one_names_the_key() 
         ),
     )
     .expect("config");
-    let (code, _, err) = run(&["thresholds"], &path).await;
+    let (code, _, err) = cli(&["thresholds"], &path).await;
     assert_eq!(code, 1);
     assert!(
         err.contains("orders.customers_query:") && err.contains("`ltv`"),
@@ -426,7 +410,7 @@ async fn thresholds_without_a_customers_query_or_with_a_bad_one_names_the_key() 
         ),
     )
     .expect("config");
-    let (code, _, err) = run(&["check-config", "--query"], &path).await;
+    let (code, _, err) = cli(&["check-config", "--query"], &path).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("orders.query ran"), "{err}");
     assert!(
@@ -439,7 +423,7 @@ async fn thresholds_without_a_customers_query_or_with_a_bad_one_names_the_key() 
         format!("[orders]\nurl = {:?}\ncustomers_query = \"select email, 1 as ltv from customer where email = :email\"\n", shop.url),
     )
     .expect("config");
-    let (code, _, err) = run(&["thresholds"], &path).await;
+    let (code, _, err) = cli(&["thresholds"], &path).await;
     assert_eq!(code, 2, "an invalid configuration");
     assert!(
         err.contains("orders.customers_query: takes no :email"),

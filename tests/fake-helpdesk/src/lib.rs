@@ -309,6 +309,33 @@ impl FakeHelpdesk {
         self.shared.lock().violations.clone()
     }
 
+    /// Panics, listing them, if any contract breach was seen.
+    #[track_caller]
+    pub fn assert_no_violations(&self) {
+        let violations = self.violations();
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    /// Every request so far as `"METHOD /path STATUS"`, in the order they were answered.
+    pub fn calls(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect()
+    }
+
+    /// Every request so far as `"METHOD /path"`, in the order they were answered.
+    pub fn routes(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
     /// How many requests were answered with `status` (injected failures included).
     pub fn count_status(&self, status: u16) -> usize {
         self.shared
