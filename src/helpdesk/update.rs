@@ -29,6 +29,11 @@ impl TicketUpdate {
             && self.note.is_none()
     }
 
+    /// Tags to add and remove, nothing else (no fields, no note): a bulk write can carry it.
+    pub fn tags_only(&self) -> bool {
+        self.fields.is_empty() && self.note.is_none()
+    }
+
     /// Only tags to add: the cheapest call of every helpdesk.
     pub fn only_adds_tags(&self) -> bool {
         self.remove.is_empty() && self.fields.is_empty() && self.note.is_none()

@@ -130,40 +130,46 @@ impl Worker {
             }
         }
         let Some(bulk) = self.helpdesks.get(Source::Zendesk).and_then(|h| h.bulk()) else {
+            // (Not reached: a round is claimed only when the client writes in bulk.) Nothing
+            // is dropped: each job goes back to the queue.
+            for (job, found, _) in pending {
+                let attempt = Attempt::Transient {
+                    error: "this helpdesk client has no bulk writes".into(),
+                    retry_after: None,
+                    audit: found.record(Outcome::Failed, None),
+                };
+                settled.push((job, attempt));
+            }
             return settled;
         };
         // The exact tags to add and remove → the jobs needing them, 100 per call.
-        let mut groups: BTreeMap<(Vec<Tag>, Vec<Tag>), Vec<usize>> = BTreeMap::new();
-        for (i, (_, _, p)) in pending.iter().enumerate() {
-            let key = (sorted(&p.update.add), sorted(&p.update.remove));
-            groups.entry(key).or_default().push(i);
+        let mut groups: BTreeMap<(Vec<Tag>, Vec<Tag>), Vec<Pending>> = BTreeMap::new();
+        for waiting in pending {
+            let key = (
+                sorted(&waiting.2.update.add),
+                sorted(&waiting.2.update.remove),
+            );
+            groups.entry(key).or_default().push(waiting);
         }
         let mut calls = Vec::new();
-        for ((add, remove), members) in &groups {
-            for chunk in members.chunks(MAX_BULK_TICKETS) {
-                let tickets: Vec<TicketId> =
-                    chunk.iter().map(|&i| pending[i].0.ticket_id).collect();
-                calls
-                    .push(async move { (chunk, self.bulk_job(bulk, &tickets, add, remove).await) });
+        for ((add, remove), mut members) in groups {
+            while !members.is_empty() {
+                let rest = members.split_off(members.len().min(MAX_BULK_TICKETS));
+                let chunk = std::mem::replace(&mut members, rest);
+                let (add, remove) = (add.clone(), remove.clone());
+                calls.push(async move {
+                    let tickets: Vec<TicketId> =
+                        chunk.iter().map(|(j, _, _)| j.ticket_id).collect();
+                    let end = self.bulk_job(bulk, &tickets, &add, &remove).await;
+                    (chunk, end)
+                });
             }
         }
-        let ends = futures_util::future::join_all(calls).await;
-        let mut end_of = vec![None; pending.len()];
-        for (k, (chunk, _)) in ends.iter().enumerate() {
-            for &i in *chunk {
-                end_of[i] = Some(k);
+        for (chunk, end) in futures_util::future::join_all(calls).await {
+            for (job, mut found, p) in chunk {
+                let attempt = self.bulk_attempt(&mut found, job.ticket_id, p, &end);
+                settled.push((job, attempt));
             }
-        }
-        for ((job, mut found, p), end) in pending.into_iter().zip(end_of) {
-            let attempt = match end {
-                Some(k) => self.bulk_attempt(&mut found, job.ticket_id, p, &ends[k].1),
-                None => Attempt::Transient {
-                    error: "bulk write left unsent".into(),
-                    retry_after: None,
-                    audit: found.record(Outcome::Failed, None),
-                },
-            };
-            settled.push((job, attempt));
         }
         settled
     }
@@ -193,45 +199,39 @@ impl Worker {
         p: Prepared,
         end: &BulkEnd,
     ) -> Attempt {
-        let label = |r: &str| self.metrics.bulk_tickets.with_label_values(&[r]).inc();
-        let retry = |found: &Findings, error: String| {
-            label("retried");
-            Attempt::Transient {
-                error,
-                retry_after: None,
-                audit: found.record(Outcome::Failed, None),
-            }
-        };
-        match end {
+        let transient = |error: String| HelpdeskError::Unavailable(error);
+        let failure = match end {
             BulkEnd::Results(results) => match results.get(&ticket) {
                 Some(Ok(())) => {
-                    label("tagged");
-                    found.tagged(p.update)
+                    self.count_bulk_ticket("tagged");
+                    return found.tagged(p.update);
                 }
                 Some(Err(f)) if f.is_not_found() => {
-                    label("failed");
-                    found.finished(Outcome::Rejected, Some(format!("update_many: {f}")))
+                    self.count_bulk_ticket("failed");
+                    return found.finished(Outcome::Rejected, Some(format!("update_many: {f}")));
                 }
-                Some(Err(f)) => {
-                    label("failed");
-                    Attempt::Transient {
-                        error: format!("update_many: {f}"),
-                        retry_after: None,
-                        audit: found.record(Outcome::Failed, None),
-                    }
-                }
-                None => retry(found, "update_many: no result for the ticket".into()),
+                // Zendesk could not update this one ticket: retried on its own (single path).
+                Some(Err(f)) => ("failed", transient(format!("update_many: {f}"))),
+                None => (
+                    "retried",
+                    transient("update_many: no result for the ticket".into()),
+                ),
             },
-            BulkEnd::Over { state, message } => {
-                retry(found, format!("update_many job {state:?}: {message}"))
-            }
-            // Not sent: the account is paused; back to the queue without counting.
-            BulkEnd::Error(HelpdeskError::Paused { retry_after }) => Attempt::Deferred {
-                retry_after: *retry_after,
-                audit: found.record(Outcome::Failed, None),
-            },
-            BulkEnd::Error(err) => retry(found, format!("update_many: {err}")),
-        }
+            BulkEnd::Over { state, message } => (
+                "retried",
+                transient(format!("update_many job {state:?}: {message}")),
+            ),
+            // The call itself: what the same error means for a single write (a pause defers,
+            // a 429 keeps its wait, a 401/403 dead-letters).
+            BulkEnd::Error(err) => ("retried", err.clone()),
+        };
+        self.count_bulk_ticket(failure.0);
+        Attempt::from_helpdesk_error(failure.1, found.record(Outcome::Failed, None))
+    }
+
+    /// `ltv_tagger_bulk_tickets_total{result}`.
+    pub(super) fn count_bulk_ticket(&self, result: &str) {
+        self.metrics.bulk_tickets.with_label_values(&[result]).inc();
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::Worker;
+use super::{backoff, Worker};
 use crate::domain::{Tag, TicketId};
 use crate::helpdesk::{BulkState, BulkWrites, HelpdeskError, TicketFailure, TicketUpdate};
 
@@ -31,7 +31,7 @@ pub(super) enum BulkEnd {
 
 /// A call worth trying again later, and after how long.
 fn wait_for(e: &HelpdeskError, tries: u32) -> Option<Duration> {
-    let backoff = Duration::from_millis(500 * 2u64.pow(tries.min(6))).min(MAX_WAIT);
+    let backoff = backoff(i64::from(tries) + 1, Duration::from_millis(500), MAX_WAIT);
     match e {
         HelpdeskError::RateLimited { retry_after } | HelpdeskError::Paused { retry_after } => {
             Some((*retry_after).clamp(Duration::from_millis(100), MAX_WAIT))
@@ -142,7 +142,7 @@ impl Worker {
             }
             BulkEnd::Error(e) => return Err(e),
         };
-        let label = |r: &str| self.metrics.bulk_tickets.with_label_values(&[r]).inc();
+        let label = |r: &str| self.count_bulk_ticket(r);
         match result {
             Some(Ok(())) => {
                 label("tagged");

@@ -60,7 +60,7 @@ pub(super) struct Prepared {
 impl Prepared {
     /// Tags to add and remove, nothing else: a bulk write can carry it.
     pub(super) fn tags_only(&self) -> bool {
-        self.update.fields.is_empty() && self.update.note.is_none()
+        self.update.tags_only()
     }
 }
 

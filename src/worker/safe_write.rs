@@ -38,8 +38,7 @@ impl Worker {
                 Ok(()) => return Ok(update),
                 Err(HelpdeskError::Conflict(msg)) if update.stamp.is_some() => msg,
                 Err(e @ HelpdeskError::Rejected { status: 422, .. }) => {
-                    let tags_only = update.fields.is_empty() && update.note.is_none();
-                    let Some(bulk) = helpdesk.bulk().filter(|_| tags_only) else {
+                    let Some(bulk) = helpdesk.bulk().filter(|_| update.tags_only()) else {
                         return Err(failed(e, found));
                     };
                     return match self.write_closed(bulk, job.ticket_id, &update).await {
