@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use sqlx::Row;
 
-use super::{join_tags, StateStore};
+use super::{join_tags, requester_columns, StateStore};
 use crate::clock::Millis;
 use crate::domain::{JobId, JobState, Requester, Source, TicketId};
 
@@ -107,11 +107,7 @@ impl StateStore {
             tx.rollback().await?;
             return Ok(Enqueued::Duplicate);
         };
-        let (email, id) = match &ev.requester {
-            Some(Requester::Email(e)) => (Some(e.as_str()), None),
-            Some(Requester::Id(id)) => (None, Some(id.as_str())),
-            None => (None, None),
-        };
+        let (email, id) = requester_columns(ev);
         let row = sqlx::query(&UPSERT_JOB)
             .bind(ev.source.as_str())
             .bind(ev.ticket_id.to_string())

@@ -17,9 +17,9 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{batch_sql, join_tags, Backend, Enqueued, NewEvent, StateStore};
+use super::{batch_sql, join_tags, requester_columns, Backend, Enqueued, NewEvent, StateStore};
 use crate::clock::Millis;
-use crate::domain::{JobId, Requester};
+use crate::domain::JobId;
 
 /// One ticket's events of the batch that were not duplicates, folded into one job upsert.
 struct TicketJob<'a> {
@@ -95,11 +95,7 @@ impl StateStore {
             if inbox_ids[i].is_none() {
                 continue;
             }
-            let (email, requester_id) = match &ev.requester {
-                Some(Requester::Email(e)) => (Some(e.as_str()), None),
-                Some(Requester::Id(id)) => (None, Some(id.as_str())),
-                None => (None, None),
-            };
+            let (email, requester_id) = requester_columns(ev);
             let key = (ev.source.as_str(), ev.ticket_id.to_string());
             let slot = *by_ticket.entry(key.clone()).or_insert_with(|| {
                 tickets.push(TicketJob {

@@ -10,9 +10,9 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{join_tags, Enqueued, NewEvent, StateStore};
+use super::{join_tags, requester_columns, Enqueued, NewEvent, StateStore};
 use crate::clock::Millis;
-use crate::domain::{JobId, Requester};
+use crate::domain::JobId;
 
 const CALL: &str = "select i, job_id, status from ltv_enqueue_batch($1::json, $2)";
 
@@ -44,11 +44,7 @@ impl StateStore {
             .iter()
             .zip(1..)
             .map(|(ev, i)| {
-                let (email, rid) = match &ev.requester {
-                    Some(Requester::Email(e)) => (Some(e.as_str()), None),
-                    Some(Requester::Id(id)) => (None, Some(id.as_str())),
-                    None => (None, None),
-                };
+                let (email, rid) = requester_columns(ev);
                 EventRow {
                     i,
                     source: ev.source.as_str(),

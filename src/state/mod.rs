@@ -182,6 +182,15 @@ fn join_tags<T: AsRef<str>>(tags: &[T]) -> String {
     tags.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ")
 }
 
+/// The event's requester as the job's two columns: `(requester_email, requester_id)`.
+fn requester_columns(ev: &NewEvent) -> (Option<&str>, Option<&str>) {
+    match &ev.requester {
+        Some(crate::domain::Requester::Email(e)) => (Some(e.as_str()), None),
+        Some(crate::domain::Requester::Id(id)) => (None, Some(id.as_str())),
+        None => (None, None),
+    }
+}
+
 fn split_tags(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
 }
