@@ -18,17 +18,21 @@ static CLAIM_FRESH_SQLITE: LazyLock<String> =
 static CLAIM_FRESH_POSTGRES: LazyLock<String> =
     LazyLock::new(|| claim_sql(Backend::Postgres, "for update skip locked", FRESH));
 
+static READY_JOBS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select count(*) from job where state = '{}' and run_at <= $1 and source = $2",
+        JobState::Queued
+    )
+});
+
 impl StateStore {
     /// Jobs of `source` waiting whose time has come (the backlog single writes would face).
     pub async fn ready_jobs(&self, source: Source, now: Millis) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(&format!(
-            "select count(*) from job where state = '{}' and run_at <= $1 and source = $2",
-            JobState::Queued
-        ))
-        .bind(now)
-        .bind(source.as_str())
-        .fetch_one(&self.pool)
-        .await
+        sqlx::query_scalar(&READY_JOBS)
+            .bind(now)
+            .bind(source.as_str())
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// Leases up to `max` ready jobs of `source` that were never tried, oldest first.
