@@ -1,7 +1,8 @@
 //! Bulk tag writes on Zendesk: a backlog the budget cannot clear singly within
 //! `zendesk.bulk_after` goes through `update_many`, each job settled from its own ticket's result,
-//! within the fake's rate limit and 30-job limit; closed tickets are tagged through it; a small
-//! backlog keeps the single tags endpoint.
+//! within the fake's rate limit and 30-job limit; closed tickets are tagged through it; a backlog
+//! the budget clears singly within `bulk_after` keeps the single tags endpoint, one ticket more
+//! does not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,13 +56,23 @@ impl Rig {
 /// A worker whose Zendesk budget is [`PER_MINUTE`], started with `jobs` already queued (ticket
 /// `n` for `gold@` when even, `pending@` when odd: two tag sets), oldest first.
 async fn backlog(db: Db, jobs: u64, prepare: impl FnOnce(&FakeHelpdesk)) -> Rig {
+    backlog_after(db, jobs, Duration::from_secs(1), prepare).await
+}
+
+/// [`backlog`] with `zendesk.bulk_after` set to `bulk_after`.
+async fn backlog_after(
+    db: Db,
+    jobs: u64,
+    bulk_after: Duration,
+    prepare: impl FnOnce(&FakeHelpdesk),
+) -> Rig {
     let cfg = FakeHelpdeskConfig {
         zendesk_limit_per_minute: Some(PER_MINUTE),
         ..FakeHelpdeskConfig::default()
     };
     let tweak = |raw: &mut ltv_tagger::config::RawSettings| {
         raw.zendesk.requests_per_minute = PER_MINUTE;
-        raw.zendesk.bulk_after = Duration::from_secs(1);
+        raw.zendesk.bulk_after = bulk_after;
     };
     let Setup { worker, fake, dbs } = setup_with(db, cfg, tweak, None).await;
     fake.set_bulk_ticket_time(Duration::from_millis(2));
@@ -336,26 +347,55 @@ async fn a_closed_ticket_the_tags_endpoint_refuses_is_tagged_through_update_many
     app.stop().await;
 }
 
+/// `zendesk.bulk_after` for the threshold: [`PER_MINUTE`] clears 120 × 1.25 / 60 = 2.5 tickets
+/// singly within it, 2 once floored (a ticket is written whole or not at all).
+const THRESHOLD_BULK_AFTER: Duration = Duration::from_millis(1250);
+
+/// `jobs` queued before the worker starts, so its first look at the backlog sees them all: the
+/// tickets written singly (through their tags endpoint) and the `update_many` calls, once every
+/// job is tagged.
+async fn threshold_side(jobs: u64) -> (Vec<u64>, usize) {
+    let s = backlog_after(Db::Sqlite, jobs, THRESHOLD_BULK_AFTER, |_| {}).await;
+    wait_all_audited(&s, jobs).await;
+    for n in 1..=jobs {
+        let rows = audit_of(&s, n).await;
+        assert_eq!(
+            rows[0].record.outcome, "tagged",
+            "ticket {n}: {:?}",
+            rows[0]
+        );
+        let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
+        assert_eq!(s.fake.tags(Vendor::Zendesk, &n.to_string()), [want]);
+    }
+    let routes = s.fake.routes();
+    let single: Vec<u64> = (1..=jobs)
+        .filter(|n| routes.contains(&format!("PUT /api/v2/tickets/{n}/tags")))
+        .collect();
+    let bulk = calls(&s, "/update_many.json");
+    let singles = routes.iter().filter(|r| r.ends_with("/tags")).count();
+    assert_eq!(
+        singles,
+        single.len(),
+        "one tag write per ticket: {routes:?}"
+    );
+    s.fake.assert_no_violations();
+    s.finish().await;
+    (single, bulk)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_backlog_keeps_the_single_tags_endpoint() {
-    let app = spawn_app(AppOptions {
-        gorgias: false,
-        ..AppOptions::default()
-    })
-    .await;
-    for t in 0..5 {
-        let res = app
-            .post_zendesk(&trigger_body(700 + t, "gold@shop.test", ""), None)
-            .await;
-        assert_eq!(res.status().as_u16(), 202);
-    }
-    for t in 0..5 {
-        app.wait_for_audit(Source::Zendesk, 700 + t, 1).await;
-        assert_eq!(app.zendesk_tags(700 + t), ["vip-gold"]);
-    }
-    let paths: Vec<String> = app.fake.requests().iter().map(|r| r.path.clone()).collect();
-    assert_eq!(paths.len(), 5, "{paths:?}");
-    assert!(paths.iter().all(|p| p.ends_with("/tags")), "{paths:?}");
-    assert_eq!(app.fake.bulk_jobs(), 0);
-    app.stop().await;
+async fn a_backlog_the_budget_clears_within_bulk_after_keeps_the_single_tags_endpoint() {
+    // Exactly what the budget clears singly within `bulk_after`: nothing goes bulk.
+    let (single, bulk) = threshold_side(2).await;
+    assert_eq!(single, [1, 2]);
+    assert_eq!(bulk, 0, "no update_many call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ticket_beyond_what_the_budget_clears_within_bulk_after_goes_through_update_many() {
+    // One more than the budget clears singly: that one (the oldest) in one update_many call, the
+    // others singly.
+    let (single, bulk) = threshold_side(3).await;
+    assert_eq!(single, [2, 3], "ticket 1 went bulk");
+    assert_eq!(bulk, 1, "one update_many call");
 }
