@@ -11,6 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::zendesk_update::tag_changes;
 use super::{HelpdeskError, ZendeskClient};
 use crate::domain::{Tag, TicketId};
 
@@ -176,14 +177,7 @@ impl BulkWrites for ZendeskClient {
 
 /// `{"ticket": {"additional_tags": […], "remove_tags": […]}}`, each key only when non-empty.
 pub fn update_many_body(add: &[Tag], remove: &[Tag]) -> Value {
-    let mut ticket = serde_json::Map::new();
-    if !add.is_empty() {
-        ticket.insert("additional_tags".into(), json!(add));
-    }
-    if !remove.is_empty() {
-        ticket.insert("remove_tags".into(), json!(remove));
-    }
-    json!({ "ticket": ticket })
+    json!({ "ticket": tag_changes(add, remove) })
 }
 
 /// `{"job_status": {"status", "message", "results": [{"id", "success", "error", "details"}]}}`;

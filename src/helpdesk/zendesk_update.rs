@@ -1,10 +1,12 @@
 //! Zendesk Update Ticket (`PUT /api/v2/tickets/{id}`): tags to add and remove, custom fields and
 //! a private comment in one call, paced under that endpoint's own limit as well as the plan's.
+//! The tag half of its body is also `update_many`'s (`zendesk_bulk.rs`).
 
 use serde_json::{json, Map, Value};
 
 use super::zendesk_safe_update::add_stamp;
 use super::TicketUpdate;
+use crate::domain::Tag;
 
 /// Update Ticket's own limit: 100 requests per minute per account (besides the plan's limit).
 pub const UPDATE_TICKET_PER_MINUTE: u32 = 100;
@@ -13,13 +15,7 @@ pub const UPDATE_TICKET_PER_MINUTE: u32 = 100;
 /// when it has something to say, with `safe_update`/`updated_stamp` when the stamp is known. The
 /// comment is always private (`public: false`).
 pub fn update_ticket_body(update: &TicketUpdate) -> Value {
-    let mut ticket = Map::new();
-    if !update.add.is_empty() {
-        ticket.insert("additional_tags".into(), json!(update.add));
-    }
-    if !update.remove.is_empty() {
-        ticket.insert("remove_tags".into(), json!(update.remove));
-    }
+    let mut ticket = tag_changes(&update.add, &update.remove);
     if !update.fields.is_empty() {
         let fields: Vec<Value> = update
             .fields
@@ -35,10 +31,22 @@ pub fn update_ticket_body(update: &TicketUpdate) -> Value {
     json!({ "ticket": ticket })
 }
 
+/// The tag half of a ticket body, as Update Ticket and `update_many` both take it:
+/// `additional_tags` and `remove_tags`, each only when non-empty.
+pub(super) fn tag_changes(add: &[Tag], remove: &[Tag]) -> Map<String, Value> {
+    let mut ticket = Map::new();
+    if !add.is_empty() {
+        ticket.insert("additional_tags".into(), json!(add));
+    }
+    if !remove.is_empty() {
+        ticket.insert("remove_tags".into(), json!(remove));
+    }
+    ticket
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Tag;
 
     #[test]
     fn one_body_carries_tags_fields_and_a_private_comment_and_nothing_empty() {

@@ -47,7 +47,9 @@ impl Final {
 }
 
 /// A claimed job and the lease on it. Every change goes through this handle, which carries the
-/// lease's owner: a worker that lost its lease changes nothing.
+/// lease: its owner and the attempt it was claimed for (each claim counts one, so a lease that
+/// expired and was claimed again, even by the same process, is another). A worker that lost its
+/// lease changes nothing.
 #[derive(Clone)]
 pub struct LeasedJob {
     job: Job,
@@ -136,13 +138,22 @@ static CLAIM_SQLITE: LazyLock<String> = LazyLock::new(|| claim_sql(Backend::Sqli
 static CLAIM_POSTGRES: LazyLock<String> =
     LazyLock::new(|| claim_sql(Backend::Postgres, "for update skip locked", ""));
 
+/// The lease's own rows: still running under the owner `${owner}` and the attempt `${attempt}`
+/// it was claimed for.
+pub(super) fn held_by(owner: u8, attempt: u8) -> String {
+    format!(
+        "lease_owner = ${owner} and attempts = ${attempt} and state = '{}'",
+        JobState::Running
+    )
+}
+
 /// `$3`: the lease in milliseconds, from the state DB's clock.
 fn renew_sql(backend: Backend) -> String {
     format!(
         "update job set lease_until = {} + $3, updated_at = $4
-         where id = $1 and lease_owner = $2 and state = '{}'",
+         where id = $1 and {}",
         now_ms(backend),
-        JobState::Running
+        held_by(2, 5)
     )
 }
 
@@ -158,12 +169,13 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "update job set state = $3, lease_owner = null, lease_until = null,
                         last_error = $4, updated_at = $5
-         where id = $1 and lease_owner = $2 and state = '{}'",
-        JobState::Running
+         where id = $1 and {}",
+        held_by(2, 6)
     )
 });
 
-/// Back to the queue. `{guard}` says whose job it must be: the lease owner's (`$6`) or a dead one.
+/// Back to the queue. `{guard}` says whose job it must be: the lease's (owner `$6`, attempt `$7`)
+/// or a dead one.
 fn requeue_sql(guard: &str) -> String {
     format!(
         "update job set state = '{queued}', run_at = $2, last_error = coalesce($3, last_error),
@@ -174,20 +186,18 @@ fn requeue_sql(guard: &str) -> String {
     )
 }
 
-static REQUEUE_LEASED: LazyLock<String> = LazyLock::new(|| {
-    requeue_sql(&format!(
-        "and lease_owner = $6 and state = '{}'",
-        JobState::Running
-    ))
-});
+static REQUEUE_LEASED: LazyLock<String> =
+    LazyLock::new(|| requeue_sql(&format!("and {}", held_by(6, 7))));
 static REQUEUE_DEAD: LazyLock<String> =
     LazyLock::new(|| requeue_sql(&format!("and state = '{}'", JobState::Dead)));
+
+/// Why a job was folded into its ticket's newer waiting job.
+pub(super) const SUPERSEDED: &str = "superseded by a newer event for the same ticket";
 
 static MERGE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "update job set state = '{}', lease_owner = null, lease_until = null,
-                        last_error = 'superseded by a newer event for the same ticket',
-                        updated_at = $2
+                        last_error = '{SUPERSEDED}', updated_at = $2
          where id = $1",
         JobState::Merged
     )
@@ -254,17 +264,17 @@ impl StateStore {
 
     /// Puts a job back in the queue to run at `run_at`. If a newer event for the same ticket is
     /// already waiting, this job is folded into it (state `merged`): that job will do the work.
-    /// `owner` is the lease holder's name; `None` requeues a dead-lettered job.
+    /// `lease` is the lease holder's name and attempt; `None` requeues a dead-lettered job.
     pub(super) async fn requeue(
         &self,
         id: JobId,
-        owner: Option<&str>,
+        lease: Option<(&str, i64)>,
         run_at: Millis,
         error: Option<&str>,
         refund_attempts: i64,
         now: Millis,
     ) -> Result<(), sqlx::Error> {
-        let sql = match owner {
+        let sql = match lease {
             Some(_) => &*REQUEUE_LEASED,
             None => &*REQUEUE_DEAD,
         };
@@ -274,8 +284,8 @@ impl StateStore {
             .bind(error)
             .bind(refund_attempts)
             .bind(now);
-        if let Some(owner) = owner {
-            q = q.bind(owner);
+        if let Some((owner, attempt)) = lease {
+            q = q.bind(owner).bind(attempt);
         }
         match q.execute(&self.pool).await {
             Ok(_) => Ok(()),
@@ -302,6 +312,11 @@ impl LeasedJob {
         &self.owner
     }
 
+    /// The lease as the guards bind it: the holder's name and the attempt.
+    fn lease(&self) -> (&str, i64) {
+        (&self.owner, self.job.attempts)
+    }
+
     /// Extends the lease; `false` when the job is no longer ours (expired and taken over).
     pub async fn renew(&self, lease: Duration, now: Millis) -> Result<bool, sqlx::Error> {
         let sql = match self.store.backend {
@@ -313,6 +328,7 @@ impl LeasedJob {
             .bind(&*self.owner)
             .bind(lease_ms(lease))
             .bind(now)
+            .bind(self.job.attempts)
             .execute(&self.store.pool)
             .await?;
         Ok(r.rows_affected() == 1)
@@ -335,6 +351,7 @@ impl LeasedJob {
                 Final::Dead => audit.detail.as_deref(),
             })
             .bind(now)
+            .bind(self.job.attempts)
             .execute(&mut *tx)
             .await?;
         if r.rows_affected() != 1 {
@@ -349,7 +366,7 @@ impl LeasedJob {
     /// Back to the queue until `run_at`, the attempt counted.
     pub async fn retry(&self, run_at: Millis, error: &str, now: Millis) -> Result<(), sqlx::Error> {
         self.store
-            .requeue(self.job.id, Some(&self.owner), run_at, Some(error), 0, now)
+            .requeue(self.job.id, Some(self.lease()), run_at, Some(error), 0, now)
             .await
     }
 
@@ -357,14 +374,14 @@ impl LeasedJob {
     /// paused: nothing was tried).
     pub async fn defer(&self, run_at: Millis, now: Millis) -> Result<(), sqlx::Error> {
         self.store
-            .requeue(self.job.id, Some(&self.owner), run_at, None, 1, now)
+            .requeue(self.job.id, Some(self.lease()), run_at, None, 1, now)
             .await
     }
 
     /// Gives the job back without counting the attempt (graceful shutdown).
     pub async fn release(&self, now: Millis) -> Result<(), sqlx::Error> {
         self.store
-            .requeue(self.job.id, Some(&self.owner), now, None, 1, now)
+            .requeue(self.job.id, Some(self.lease()), now, None, 1, now)
             .await
     }
 }

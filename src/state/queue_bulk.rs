@@ -1,15 +1,15 @@
 //! The queue as bulk writes see it: how many jobs of a helpdesk are ready, a claim of ready jobs
-//! never tried before (a job that failed once is retried on its own), and one statement that
-//! renews the leases of a whole batch.
+//! never tried before (a job that failed once is retried on its own), and one statement each
+//! that renews or gives back the leases of a whole batch.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::db_clock::now_ms;
-use super::queue::{claim_sql, lease_ms};
-use super::{Backend, LeasedJob, StateStore};
+use super::queue::{claim_sql, lease_ms, SUPERSEDED};
+use super::{is_unique_violation, Backend, LeasedJob, StateStore};
 use crate::clock::Millis;
-use crate::domain::{JobState, Source};
+use crate::domain::{JobId, JobState, Source};
 
 const FRESH: &str = "and j.source = $5 and j.attempts = 0";
 
@@ -18,17 +18,21 @@ static CLAIM_FRESH_SQLITE: LazyLock<String> =
 static CLAIM_FRESH_POSTGRES: LazyLock<String> =
     LazyLock::new(|| claim_sql(Backend::Postgres, "for update skip locked", FRESH));
 
+static READY_JOBS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select count(*) from job where state = '{}' and run_at <= $1 and source = $2",
+        JobState::Queued
+    )
+});
+
 impl StateStore {
     /// Jobs of `source` waiting whose time has come (the backlog single writes would face).
     pub async fn ready_jobs(&self, source: Source, now: Millis) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(&format!(
-            "select count(*) from job where state = '{}' and run_at <= $1 and source = $2",
-            JobState::Queued
-        ))
-        .bind(now)
-        .bind(source.as_str())
-        .fetch_one(&self.pool)
-        .await
+        sqlx::query_scalar(&READY_JOBS)
+            .bind(now)
+            .bind(source.as_str())
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// Leases up to `max` ready jobs of `source` that were never tried, oldest first.
@@ -48,32 +52,83 @@ impl StateStore {
             .await
     }
 
-    /// Extends the leases of `jobs` (all held by one owner) in one statement; returns how many
-    /// are still ours.
+    /// Extends the leases of `jobs` (all held by one owner) in one statement; returns the jobs
+    /// whose lease is still ours (one that expired and was claimed again is not).
     pub async fn renew_leases(
         &self,
         jobs: &[LeasedJob],
         lease: Duration,
         now: Millis,
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<Vec<JobId>, sqlx::Error> {
         let Some(first) = jobs.first() else {
-            return Ok(0);
+            return Ok(Vec::new());
         };
-        let ids: Vec<String> = jobs.iter().map(|j| j.id.get().to_string()).collect();
-        // The ids are our own integers, written into the statement: no bind per job.
         let sql = format!(
             "update job set lease_until = {} + $1, updated_at = $2
-             where lease_owner = $3 and state = '{}' and id in ({})",
+             where {} returning id",
             now_ms(self.backend),
-            JobState::Running,
-            ids.join(",")
+            leases_of(jobs, 3)
         );
-        let r = sqlx::query(&sql)
+        sqlx::query_scalar(&sql)
             .bind(lease_ms(lease))
             .bind(now)
             .bind(first.owner())
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+            .fetch_all(&self.pool)
+            .await
     }
+
+    /// Gives the leases of `jobs` (all held by one owner) back in one statement, the attempts not
+    /// counted (a hard stop): each job waits again, or is folded into its ticket's newer waiting
+    /// job. Jobs no longer ours are left alone.
+    pub async fn release_leases(&self, jobs: &[LeasedJob], now: Millis) -> Result<(), sqlx::Error> {
+        let Some(first) = jobs.first() else {
+            return Ok(());
+        };
+        let newer = format!(
+            "exists (select 1 from job q where q.source = job.source
+                       and q.ticket_id = job.ticket_id and q.state = '{}')",
+            JobState::Queued
+        );
+        let sql = format!(
+            "update job set state = case when {newer} then '{merged}' else '{queued}' end,
+                            last_error = case when {newer} then '{SUPERSEDED}' else last_error end,
+                            run_at = $1, attempts = attempts - 1, lease_owner = null,
+                            lease_until = null, updated_at = $1
+             where {}",
+            leases_of(jobs, 2),
+            merged = JobState::Merged,
+            queued = JobState::Queued,
+        );
+        let r = sqlx::query(&sql)
+            .bind(now)
+            .bind(first.owner())
+            .execute(&self.pool)
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            // A newer event for one of the tickets was queued after the statement looked: one
+            // job at a time, each folded or put back on its own.
+            Err(e) if is_unique_violation(&e) => {
+                for job in jobs {
+                    job.release(now).await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The guard for the leases of `jobs`, held by the owner bound at `$owner`. The ids and attempts
+/// are our own integers, written into the statement: no bind per job.
+fn leases_of(jobs: &[LeasedJob], owner: u8) -> String {
+    let leases: Vec<String> = jobs
+        .iter()
+        .map(|j| format!("({}, {})", j.id.get(), j.attempts))
+        .collect();
+    format!(
+        "lease_owner = ${owner} and state = '{}' and (id, attempts) in (values {})",
+        JobState::Running,
+        leases.join(", ")
+    )
 }

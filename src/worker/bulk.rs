@@ -4,9 +4,12 @@
 //! tags to add and remove, and written 100 tickets per `update_many` (`bulk_job.rs`). Each job is
 //! then settled from its own ticket's result, with the audit row a single write would record; a
 //! ticket that failed is retried on its own through the single path. Jobs whose update carries
-//! fields or a note are written singly in the round.
+//! fields or a note are written singly in the round. A job whose lease the round's heartbeat
+//! finds gone (it expired and was claimed again) is left to its new holder: left out of the
+//! `update_many` calls not yet sent, and never settled by the round.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
@@ -17,7 +20,7 @@ use super::pipeline::{Findings, Prepared};
 use super::settle::Attempt;
 use super::Worker;
 use crate::clock::Millis;
-use crate::domain::{Outcome, Source, Tag, TicketId};
+use crate::domain::{JobId, Outcome, Source, Tag, TicketId};
 use crate::helpdesk::{HelpdeskError, MAX_BULK_JOBS, MAX_BULK_TICKETS};
 use crate::state::LeasedJob;
 
@@ -30,6 +33,76 @@ pub(super) const BACKLOG_CHECK: Duration = Duration::from_secs(1);
 
 /// A job of the round whose update waits for its group's bulk job.
 type Pending = (LeasedJob, Findings, Prepared);
+
+/// The round's leases as its heartbeat knows them: the jobs it still renews (not settled yet),
+/// those being settled, and the tickets whose job's lease it found gone. A round holds one job
+/// per ticket.
+struct Leases(Mutex<Book>);
+
+#[derive(Default)]
+struct Book {
+    held: HashSet<JobId>,
+    settling: HashSet<JobId>,
+    lost: HashSet<TicketId>,
+}
+
+impl Leases {
+    fn new(jobs: &[LeasedJob]) -> Leases {
+        let held = jobs.iter().map(|j| j.id).collect();
+        Leases(Mutex::new(Book {
+            held,
+            ..Book::default()
+        }))
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // Nothing panics while holding it; a poisoned book is still right.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The jobs of `jobs` whose lease the round renews.
+    fn held(&self, jobs: &[LeasedJob]) -> Vec<LeasedJob> {
+        let book = self.book();
+        jobs.iter()
+            .filter(|j| book.held.contains(&j.id))
+            .cloned()
+            .collect()
+    }
+
+    /// The jobs of `jobs` a hard stop gives back: held, or being settled (one settled already
+    /// is not running any more, and the release leaves it alone).
+    fn to_release(&self, jobs: &[LeasedJob]) -> Vec<LeasedJob> {
+        let book = self.book();
+        jobs.iter()
+            .filter(|j| book.held.contains(&j.id) || book.settling.contains(&j.id))
+            .cloned()
+            .collect()
+    }
+
+    /// After renewing `asked`: those still held that were not `renewed` are lost. Returns how
+    /// many.
+    fn renewed(&self, asked: &[LeasedJob], renewed: &[JobId]) -> usize {
+        let mut book = self.book();
+        let mut lost = 0;
+        for job in asked {
+            if !renewed.contains(&job.id) && book.held.remove(&job.id) {
+                book.lost.insert(job.ticket_id);
+                lost += 1;
+            }
+        }
+        lost
+    }
+
+    fn is_lost(&self, ticket: TicketId) -> bool {
+        self.book().lost.contains(&ticket)
+    }
+
+    /// Takes `job` out of the renewals to settle it; `false` when its lease is lost.
+    fn take(&self, job: &LeasedJob) -> bool {
+        let mut book = self.book();
+        book.held.remove(&job.id) && book.settling.insert(job.id)
+    }
+}
 
 impl Worker {
     /// The Zendesk jobs to write in bulk now, claimed: the ready backlog beyond what single
@@ -74,26 +147,39 @@ impl Worker {
             jobs = jobs.len(),
             "ready backlog over zendesk.bulk_after: writing in bulk"
         );
+        let leases = Leases::new(&jobs);
         let heartbeat = async {
             loop {
                 tokio::time::sleep(self.settings.lease / 3).await;
-                if let Err(e) = self
+                let held = leases.held(&jobs);
+                match self
                     .store
-                    .renew_leases(&jobs, self.settings.lease, Millis::now())
+                    .renew_leases(&held, self.settings.lease, Millis::now())
                     .await
                 {
-                    tracing::warn!(error = %e, "cannot renew the bulk round's leases");
+                    Ok(renewed) => match leases.renewed(&held, &renewed) {
+                        0 => {}
+                        lost => tracing::warn!(
+                            lost,
+                            held = renewed.len(),
+                            "bulk round: leases expired and were claimed again; those jobs are left to their new holder"
+                        ),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the bulk round's leases"),
                 }
             }
         };
-        // The leases are renewed until the last job is settled.
+        // The leases are renewed until the last job is settled; a lost one is not settled.
         let work = async {
-            let settled = self.bulk_round(&jobs).await;
+            let settled = self.bulk_round(&jobs, &leases).await;
+            let leases = &leases;
             stream::iter(settled)
                 .for_each_concurrent(
                     self.settings.concurrency.max(1),
                     |(job, attempt)| async move {
-                        self.settle(&job, attempt).await;
+                        if leases.take(&job) {
+                            self.settle(&job, attempt).await;
+                        }
                     },
                 )
                 .await;
@@ -103,11 +189,10 @@ impl Worker {
             // (The heartbeat loops until the round is over.)
             () = heartbeat => {}
             _ = stop.cancelled() => {
-                // A job already settled is not ours any more: its release changes nothing.
-                for job in &jobs {
-                    if let Err(e) = job.release(Millis::now()).await {
-                        tracing::warn!(error = %e, "cannot release lease; it expires by itself");
-                    }
+                // A job lost is not ours to give back.
+                let held = leases.to_release(&jobs);
+                if let Err(e) = self.store.release_leases(&held, Millis::now()).await {
+                    tracing::warn!(error = %e, "cannot release the bulk round's leases; they expire by themselves");
                 }
             }
         }
@@ -115,7 +200,7 @@ impl Worker {
 
     /// Every job's attempt: decided before any write, written singly, or from its ticket's
     /// result in a bulk job.
-    async fn bulk_round(&self, jobs: &[LeasedJob]) -> Vec<(LeasedJob, Attempt)> {
+    async fn bulk_round(&self, jobs: &[LeasedJob], leases: &Leases) -> Vec<(LeasedJob, Attempt)> {
         let prepared: Vec<Result<(LeasedJob, Attempt), Pending>> =
             stream::iter(jobs.iter().cloned())
                 .map(|job| self.prepare_for_bulk(job))
@@ -145,6 +230,9 @@ impl Worker {
         // The exact tags to add and remove → the jobs needing them, 100 per call.
         let mut groups: BTreeMap<(Vec<Tag>, Vec<Tag>), Vec<Pending>> = BTreeMap::new();
         for waiting in pending {
+            if leases.is_lost(waiting.0.ticket_id) {
+                continue;
+            }
             let key = (
                 sorted(&waiting.2.update.add),
                 sorted(&waiting.2.update.remove),
@@ -160,13 +248,15 @@ impl Worker {
                 calls.push(async move {
                     let tickets: Vec<TicketId> =
                         chunk.iter().map(|(j, _, _)| j.ticket_id).collect();
-                    let end = self.bulk_job(bulk, &tickets, &add, &remove).await;
+                    let ours = |t: TicketId| !leases.is_lost(t);
+                    let end = self.bulk_job(bulk, &tickets, &add, &remove, &ours).await;
                     (chunk, end)
                 });
             }
         }
         for (chunk, end) in futures_util::future::join_all(calls).await {
-            for (job, mut found, p) in chunk {
+            for (job, mut found, p) in chunk.into_iter().filter(|w| !leases.is_lost(w.0.ticket_id))
+            {
                 let attempt = self.bulk_attempt(&mut found, job.ticket_id, p, &end);
                 settled.push((job, attempt));
             }

@@ -42,13 +42,16 @@ fn wait_for(e: &HelpdeskError, tries: u32) -> Option<Duration> {
 }
 
 impl Worker {
-    /// Queues `add`/`remove` on `tickets` and follows the job to its end.
+    /// Queues `add`/`remove` on `tickets` and follows the job to its end. Each try of the call
+    /// leaves out the tickets `ours` no longer owns (their job's lease is gone); none left: no
+    /// call, and no results.
     pub(super) async fn bulk_job(
         &self,
         bulk: &dyn BulkWrites,
         tickets: &[TicketId],
         add: &[Tag],
         remove: &[Tag],
+        ours: &(dyn Fn(TicketId) -> bool + Sync),
     ) -> BulkEnd {
         let deadline = Instant::now() + JOB_DEADLINE;
         let count = |call: &str, r: Result<(), &HelpdeskError>| {
@@ -65,11 +68,15 @@ impl Worker {
                 .inc();
         };
         let mut tries = 0;
-        let job = loop {
-            let r = bulk.update_many(tickets, add, remove).await;
+        let (job, sent) = loop {
+            let sent: Vec<TicketId> = tickets.iter().copied().filter(|&t| ours(t)).collect();
+            if sent.is_empty() {
+                return BulkEnd::Results(HashMap::new());
+            }
+            let r = bulk.update_many(&sent, add, remove).await;
             count("update_many", r.as_ref().map(|_| ()));
             match r {
-                Ok(job) => break job,
+                Ok(job) => break (job, sent),
                 Err(e) => match wait_for(&e, tries).filter(|_| Instant::now() < deadline) {
                     // 429 (the rate limit, or Zendesk's 30 queued jobs) or a pause: wait, keep
                     // the tickets.
@@ -82,7 +89,7 @@ impl Worker {
                 },
             }
         };
-        tracing::debug!(job = %job.id, tickets = tickets.len(), "update_many queued");
+        tracing::debug!(job = %job.id, tickets = sent.len(), "update_many queued");
         tokio::time::sleep(FIRST_POLL).await;
         let mut tries = 0;
         loop {
@@ -131,7 +138,7 @@ impl Worker {
         update: &TicketUpdate,
     ) -> Result<(), HelpdeskError> {
         let end = self
-            .bulk_job(bulk, &[ticket], &update.add, &update.remove)
+            .bulk_job(bulk, &[ticket], &update.add, &update.remove, &|_| true)
             .await;
         let result = match end {
             BulkEnd::Results(mut results) => results.remove(&ticket),

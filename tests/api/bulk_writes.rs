@@ -1,7 +1,8 @@
 //! Bulk tag writes on Zendesk: a backlog the budget cannot clear singly within
 //! `zendesk.bulk_after` goes through `update_many`, each job settled from its own ticket's result,
-//! within the fake's rate limit and 30-job limit; closed tickets are tagged through it; a small
-//! backlog keeps the single tags endpoint.
+//! within the fake's rate limit and 30-job limit; closed tickets are tagged through it; a backlog
+//! the budget clears singly within `bulk_after` keeps the single tags endpoint, one ticket more
+//! does not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ struct Rig {
 }
 
 impl Rig {
-    async fn enqueue(&self, tickets: std::ops::RangeInclusive<u64>) {
+    async fn enqueue(&self, tickets: impl IntoIterator<Item = u64>) {
         for n in tickets {
             let email = if n % 2 == 0 {
                 "gold@shop.test"
@@ -44,6 +45,15 @@ impl Rig {
         }
     }
 
+    /// Starts the worker on what is queued.
+    fn start(&self) {
+        tokio::spawn(
+            self.worker
+                .clone()
+                .run(self.stop.clone(), Duration::from_secs(5)),
+        );
+    }
+
     async fn finish(self) {
         self.stop.cancel();
         for db in self.dbs {
@@ -55,30 +65,46 @@ impl Rig {
 /// A worker whose Zendesk budget is [`PER_MINUTE`], started with `jobs` already queued (ticket
 /// `n` for `gold@` when even, `pending@` when odd: two tag sets), oldest first.
 async fn backlog(db: Db, jobs: u64, prepare: impl FnOnce(&FakeHelpdesk)) -> Rig {
+    backlog_after(db, jobs, Duration::from_secs(1), prepare).await
+}
+
+/// [`backlog`] with `zendesk.bulk_after` set to `bulk_after`.
+async fn backlog_after(
+    db: Db,
+    jobs: u64,
+    bulk_after: Duration,
+    prepare: impl FnOnce(&FakeHelpdesk),
+) -> Rig {
+    let rig = unstarted(db, PER_MINUTE, bulk_after, prepare).await;
+    rig.enqueue(1..=jobs).await;
+    rig.start();
+    rig
+}
+
+/// A worker not started yet, whose Zendesk budget (and the fake's limit) is `per_minute`.
+async fn unstarted(
+    db: Db,
+    per_minute: u32,
+    bulk_after: Duration,
+    prepare: impl FnOnce(&FakeHelpdesk),
+) -> Rig {
     let cfg = FakeHelpdeskConfig {
-        zendesk_limit_per_minute: Some(PER_MINUTE),
+        zendesk_limit_per_minute: Some(per_minute),
         ..FakeHelpdeskConfig::default()
     };
     let tweak = |raw: &mut ltv_tagger::config::RawSettings| {
-        raw.zendesk.requests_per_minute = PER_MINUTE;
-        raw.zendesk.bulk_after = Duration::from_secs(1);
+        raw.zendesk.requests_per_minute = per_minute;
+        raw.zendesk.bulk_after = bulk_after;
     };
     let Setup { worker, fake, dbs } = setup_with(db, cfg, tweak, None).await;
     fake.set_bulk_ticket_time(Duration::from_millis(2));
     prepare(&fake);
-    let rig = Rig {
+    Rig {
         worker: Arc::new(worker),
         fake,
         dbs,
         stop: CancellationToken::new(),
-    };
-    rig.enqueue(1..=jobs).await;
-    tokio::spawn(
-        rig.worker
-            .clone()
-            .run(rig.stop.clone(), Duration::from_secs(5)),
-    );
-    rig
+    }
 }
 
 async fn audit_of(s: &Rig, n: u64) -> Vec<AuditRow> {
@@ -336,26 +362,144 @@ async fn a_closed_ticket_the_tags_endpoint_refuses_is_tagged_through_update_many
     app.stop().await;
 }
 
+/// `zendesk.bulk_after` for the threshold: [`PER_MINUTE`] clears 120 × 1.25 / 60 = 2.5 tickets
+/// singly within it, 2 once floored (a ticket is written whole or not at all).
+const THRESHOLD_BULK_AFTER: Duration = Duration::from_millis(1250);
+
+/// `jobs` queued before the worker starts, so its first look at the backlog sees them all: the
+/// tickets written singly (through their tags endpoint) and the `update_many` calls, once every
+/// job is tagged.
+async fn threshold_side(jobs: u64) -> (Vec<u64>, usize) {
+    let s = backlog_after(Db::Sqlite, jobs, THRESHOLD_BULK_AFTER, |_| {}).await;
+    wait_all_audited(&s, jobs).await;
+    for n in 1..=jobs {
+        let rows = audit_of(&s, n).await;
+        assert_eq!(
+            rows[0].record.outcome, "tagged",
+            "ticket {n}: {:?}",
+            rows[0]
+        );
+        let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
+        assert_eq!(s.fake.tags(Vendor::Zendesk, &n.to_string()), [want]);
+    }
+    let routes = s.fake.routes();
+    let single: Vec<u64> = (1..=jobs)
+        .filter(|n| routes.contains(&format!("PUT /api/v2/tickets/{n}/tags")))
+        .collect();
+    let bulk = calls(&s, "/update_many.json");
+    let singles = routes.iter().filter(|r| r.ends_with("/tags")).count();
+    assert_eq!(
+        singles,
+        single.len(),
+        "one tag write per ticket: {routes:?}"
+    );
+    s.fake.assert_no_violations();
+    s.finish().await;
+    (single, bulk)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_backlog_keeps_the_single_tags_endpoint() {
-    let app = spawn_app(AppOptions {
-        gorgias: false,
-        ..AppOptions::default()
+async fn a_backlog_the_budget_clears_within_bulk_after_keeps_the_single_tags_endpoint() {
+    // Exactly what the budget clears singly within `bulk_after`: nothing goes bulk.
+    let (single, bulk) = threshold_side(2).await;
+    assert_eq!(single, [1, 2]);
+    assert_eq!(bulk, 0, "no update_many call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ticket_beyond_what_the_budget_clears_within_bulk_after_goes_through_update_many() {
+    // One more than the budget clears singly: that one (the oldest) in one update_many call, the
+    // others singly.
+    let (single, bulk) = threshold_side(3).await;
+    assert_eq!(single, [2, 3], "ticket 1 went bulk");
+    assert_eq!(bulk, 1, "one update_many call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_claimed_again_while_its_bulk_write_waits_leaves_the_ticket_to_its_new_holder() {
+    // 59/min clears no ticket within 1 s: the whole backlog is one round, one tag set (all gold),
+    // so its update_many is the first call; the fake answers it 429 with Retry-After: 6, and the
+    // round waits that long before trying again.
+    let s = unstarted(Db::Sqlite, 59, Duration::from_secs(1), |fake| {
+        fake.fail_next(1, 429, Some(6))
     })
     .await;
-    for t in 0..5 {
-        let res = app
-            .post_zendesk(&trigger_body(700 + t, "gold@shop.test", ""), None)
-            .await;
-        assert_eq!(res.status().as_u16(), 202);
+    s.enqueue([2, 4, 6]).await;
+    s.start();
+    let pool = s.worker.store.pool();
+    wait_until(
+        Duration::from_secs(20),
+        "the round's update_many met 429",
+        || async {
+            s.fake
+                .calls()
+                .contains(&"PUT /api/v2/tickets/update_many.json 429".to_string())
+        },
+    )
+    .await;
+    // Meanwhile ticket 2's lease runs out (its heartbeat stalled, say) and the dispatcher claims
+    // the job again (the same process: the same owner name).
+    let lease_of = |ticket: &'static str| async move {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "select lease_until from job where ticket_id = $1 and state = 'running'",
+        )
+        .bind(ticket)
+        .fetch_optional(pool)
+        .await
+        .expect("lease")
+        .flatten()
+    };
+    wait_until(Duration::from_secs(10), "ticket 2's job claimed again", || async {
+        sqlx::query("update job set lease_until = 0 where ticket_id = '2' and state = 'running' and attempts = 1")
+            .execute(pool)
+            .await
+            .expect("expire");
+        let reclaimed: Option<String> =
+            sqlx::query_scalar("select last_error from job where ticket_id = '2'")
+                .fetch_one(pool)
+                .await
+                .expect("job");
+        reclaimed.is_some_and(|e| e.contains("lease expired"))
+    })
+    .await;
+    // The round's next heartbeat: it renews ticket 4's lease and finds ticket 2's gone.
+    let before = lease_of("4").await;
+    wait_until(
+        Duration::from_secs(10),
+        "the round's next heartbeat",
+        || async { lease_of("4").await > before },
+    )
+    .await;
+    let calls = s.fake.calls();
+    assert!(
+        !calls.contains(&"PUT /api/v2/tickets/update_many.json 200".to_string()),
+        "premise: the round noticed before its next update_many try: {calls:?}"
+    );
+
+    wait_all_audited(&s, 3).await;
+    for n in [2, 4, 6] {
+        let rows = audit_of(&s, n).await;
+        assert_eq!(rows.len(), 1, "ticket {n}: one audit row: {rows:?}");
+        assert_eq!(rows[0].record.outcome, "tagged", "ticket {n}");
+        assert_eq!(s.fake.tags(Vendor::Zendesk, &n.to_string()), ["vip-gold"]);
+        assert_eq!(
+            s.fake.tag_writes(Vendor::Zendesk, &n.to_string()),
+            1,
+            "ticket {n} written once: {:?}",
+            s.fake.calls()
+        );
     }
-    for t in 0..5 {
-        app.wait_for_audit(Source::Zendesk, 700 + t, 1).await;
-        assert_eq!(app.zendesk_tags(700 + t), ["vip-gold"]);
-    }
-    let paths: Vec<String> = app.fake.requests().iter().map(|r| r.path.clone()).collect();
-    assert_eq!(paths.len(), 5, "{paths:?}");
-    assert!(paths.iter().all(|p| p.ends_with("/tags")), "{paths:?}");
-    assert_eq!(app.fake.bulk_jobs(), 0);
-    app.stop().await;
+    // Ticket 2 by its new holder through its tags endpoint; 4 and 6 in the one bulk job.
+    let routes = s.fake.routes();
+    assert!(
+        routes.contains(&"PUT /api/v2/tickets/2/tags".to_string()),
+        "{routes:?}"
+    );
+    assert_eq!(s.fake.bulk_jobs(), 1, "{routes:?}");
+    let jobs_done: i64 = sqlx::query_scalar("select count(*) from job where state = 'done'")
+        .fetch_one(pool)
+        .await
+        .expect("count");
+    assert_eq!(jobs_done, 3, "no job lost");
+    s.finish().await;
 }

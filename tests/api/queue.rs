@@ -1,11 +1,12 @@
 //! The job queue itself, driven through `StateStore` with an explicit clock for due times (leases
 //! run on the state DB's clock).
 
+use std::ops::Not;
 use std::time::Duration;
 
 use ltv_tagger::clock::Millis;
-use ltv_tagger::domain::{CustomerEmail, JobId, Requester, Source, TicketId};
-use ltv_tagger::state::{Enqueued, NewEvent, StateStore};
+use ltv_tagger::domain::{CustomerEmail, JobId, Outcome, Requester, Source, TicketId};
+use ltv_tagger::state::{AuditRecord, Enqueued, Final, NewEvent, StateStore};
 
 use crate::helpers::{Db, TestDb};
 
@@ -119,4 +120,90 @@ async fn a_waiting_job_never_runs_beside_an_expired_one_for_its_ticket_on_sqlite
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_job_never_runs_beside_an_expired_one_for_its_ticket_on_postgres() {
     one_ticket_never_runs_twice_at_once(Db::Postgres).await;
+}
+
+/// The state of the job of `ticket` (the newest) and its attempts.
+async fn job_of(store: &StateStore, ticket: &str) -> (String, i64) {
+    sqlx::query_as("select state, attempts from job where ticket_id = $1 order by id desc limit 1")
+        .bind(ticket)
+        .fetch_one(store.pool())
+        .await
+        .expect("job")
+}
+
+/// A lease is its owner and the attempt it was claimed for: once it expired and the same
+/// process claimed the job again, the old handle renews, settles and releases nothing; the
+/// batch renewal and release (bulk rounds) hold to the same rule, in one statement each.
+async fn a_lease_claimed_again_by_its_owner_is_another_lease(kind: Db) {
+    let (store, db) = store(kind).await;
+    let t0 = Millis::now();
+    for (ticket, key) in [("7", "a"), ("8", "b")] {
+        store
+            .enqueue(&event(ticket, key), t0)
+            .await
+            .expect("enqueue");
+    }
+    let lease = Duration::from_secs(30);
+    let old = store
+        .claim("worker-a", 10, Duration::from_secs(1), t0)
+        .await
+        .expect("claim");
+    assert_eq!(old.len(), 2);
+    let mut new = Vec::new();
+    while new.len() < 2 {
+        new.extend(claim_when_expired(&store, "worker-a", lease, t0).await);
+    }
+    assert!(new.iter().all(|j| j.attempts == 2), "{new:?}");
+
+    let now = Millis::now();
+    assert!(old[0].renew(lease, now).await.expect("renew").not());
+    assert!(store
+        .renew_leases(&old, lease, now)
+        .await
+        .expect("renew")
+        .is_empty());
+    let audit = AuditRecord::new(Outcome::Tagged, None);
+    assert!(old[0]
+        .finish(Final::Done, &audit, now)
+        .await
+        .expect("finish")
+        .not());
+    old[1].retry(now, "stale", now).await.expect("retry");
+    store.release_leases(&old, now).await.expect("release");
+    for ticket in ["7", "8"] {
+        assert_eq!(
+            job_of(&store, ticket).await,
+            ("running".into(), 2),
+            "{ticket}"
+        );
+    }
+
+    let mut renewed = store.renew_leases(&new, lease, now).await.expect("renew");
+    renewed.sort();
+    let mut ids: Vec<JobId> = new.iter().map(|j| j.id).collect();
+    ids.sort();
+    assert_eq!(renewed, ids);
+    // A newer event for ticket 8 waits: its released job is folded into it; 7's waits again,
+    // the attempt not counted.
+    store.enqueue(&event("8", "c"), now).await.expect("enqueue");
+    store.release_leases(&new, now).await.expect("release");
+    assert_eq!(job_of(&store, "7").await, ("queued".into(), 1));
+    let eight: Vec<(String,)> =
+        sqlx::query_as("select state from job where ticket_id = '8' order by id")
+            .fetch_all(store.pool())
+            .await
+            .expect("jobs");
+    assert_eq!(eight, [("merged".into(),), ("queued".into(),)]);
+    store.pool().close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_claimed_again_by_its_owner_is_another_lease_on_sqlite() {
+    a_lease_claimed_again_by_its_owner_is_another_lease(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_claimed_again_by_its_owner_is_another_lease_on_postgres() {
+    a_lease_claimed_again_by_its_owner_is_another_lease(Db::Postgres).await;
 }
