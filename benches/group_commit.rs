@@ -15,8 +15,8 @@
 //! measures another setting.
 //!
 //! `GROUP_COMMIT_BEFORE_BIN=/path/to/ltv-tagger` adds a fourth measurement to every round: that
-//! build's group commit (defaults, its own fresh state DB), so an earlier build is compared side
-//! by side with this one against the same baseline.
+//! build's group commit (defaults, its own fresh state DB) and its own open loop, so an earlier
+//! build is compared side by side with this one against the same baseline.
 //!
 //! Pass words after `--` to run only the backends whose names contain one of them
 //! (`cargo bench --bench group_commit -- sqlite`).
@@ -298,13 +298,44 @@ async fn serve(
     Ok(Serve { child, pid, base })
 }
 
-/// (webhooks/s, CPU µs per webhook) of one closed-loop measurement.
-async fn measure(s: &Serve, http: &reqwest::Client, clients: usize) -> anyhow::Result<(f64, f64)> {
+/// The child's committed batches so far: (batches, events), from `/metrics`.
+async fn batches(s: &Serve, http: &reqwest::Client) -> anyhow::Result<(f64, f64)> {
+    let text = http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| -> anyhow::Result<f64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("{name} not in /metrics"))?;
+        Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
+    };
+    Ok((
+        value("ltv_tagger_ingest_commit_batch_size_count")?,
+        value("ltv_tagger_ingest_commit_batch_size_sum")?,
+    ))
+}
+
+/// One closed-loop measurement: webhooks/s, CPU µs per webhook, events per committed batch.
+async fn measure(
+    s: &Serve,
+    http: &reqwest::Client,
+    clients: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
     let reqs = prepare(HTTP_N);
+    let (b0, e0) = batches(s, http).await?;
     let cpu0 = cpu_secs(s.pid)?;
     let rate = closed_loop(http, &s.base, reqs, clients).await?;
     let cpu = cpu_secs(s.pid)? - cpu0;
-    Ok((rate, cpu * 1e6 / HTTP_N as f64))
+    let (b1, e1) = batches(s, http).await?;
+    Ok((
+        rate,
+        cpu * 1e6 / HTTP_N as f64,
+        (e1 - e0) / (b1 - b0).max(1.0),
+    ))
 }
 
 async fn backend(
@@ -340,37 +371,41 @@ async fn backend(
         let mut earlier: Vec<[Vec<f64>; 2]> = CLIENTS.iter().map(|_| Default::default()).collect();
         // Rounds alternate the three measurements, so drift on the machine hits them alike;
         // the table gives the median of the rounds and the range of the ratios.
-        let mut m: Vec<[Vec<f64>; 5]> = CLIENTS.iter().map(|_| Default::default()).collect();
-        let mut lat = Vec::new();
+        let mut m: Vec<[Vec<f64>; 6]> = CLIENTS.iter().map(|_| Default::default()).collect();
+        let (mut lat, mut before_lat) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             for (k, clients) in CLIENTS.into_iter().enumerate() {
                 let base = baseline(&store, clients, BASELINE_N).await?;
-                let (g, g_cpu) = measure(&grouped, http, clients).await?;
-                let (s1, s1_cpu) = measure(&single, http, clients).await?;
-                println!("  {clients} clients: baseline {base:.0}/s, group commit {g:.0}/s ({:.2}×, {g_cpu:.0} µs), max_batch 1 {s1:.0}/s", g / base);
+                let (g, g_cpu, g_batch) = measure(&grouped, http, clients).await?;
+                let (s1, s1_cpu, _) = measure(&single, http, clients).await?;
+                println!("  {clients} clients: baseline {base:.0}/s, group commit {g:.0}/s ({:.2}×, {g_cpu:.0} µs, {g_batch:.1} events/batch), max_batch 1 {s1:.0}/s", g / base);
                 if let Some(b) = &before {
-                    let (e, e_cpu) = measure(b, http, clients).await?;
-                    println!("  {clients} clients: before build {e:.0}/s ({:.2}×, {e_cpu:.0} µs)", e / base);
+                    let (e, e_cpu, e_batch) = measure(b, http, clients).await?;
+                    println!("  {clients} clients: before build {e:.0}/s ({:.2}×, {e_cpu:.0} µs, {e_batch:.1} events/batch)", e / base);
                     earlier[k][0].push(e / base);
                     earlier[k][1].push(e_cpu);
                 }
-                for (v, x) in m[k].iter_mut().zip([base, g, g_cpu, s1, s1_cpu]) {
+                for (v, x) in m[k].iter_mut().zip([base, g, g_cpu, s1, s1_cpu, g_batch]) {
                     v.push(x);
                 }
             }
             lat.extend(open_loop(http, &grouped.base).await?);
+            if let Some(b) = &before {
+                before_lat.extend(open_loop(http, &b.base).await?);
+            }
         }
         for (k, clients) in CLIENTS.into_iter().enumerate() {
-            let [base, g, g_cpu, s1, s1_cpu] = &m[k];
+            let [base, g, g_cpu, s1, s1_cpu, g_batch] = &m[k];
             let ratios = sorted(g.iter().zip(base).map(|(g, b)| g / b).collect());
             let (base, g, s1) = (median(base), median(g), median(s1));
             let line = format!(
-                "| {name} | {clients} | {base:.0}/s | {g:.0}/s ({:.2}×; rounds {:.2}–{:.2}×) | {:.0} µs | \
+                "| {name} | {clients} | {base:.0}/s | {g:.0}/s ({:.2}×; rounds {:.2}–{:.2}×) | {:.0} µs | {:.1} | \
                  {s1:.0}/s ({:.2}×) | {:.0} µs |",
                 g / base,
                 ratios[0],
                 ratios[ratios.len() - 1],
                 median(g_cpu),
+                median(g_batch),
                 s1 / base,
                 median(s1_cpu)
             );
@@ -382,7 +417,7 @@ async fn backend(
                 ratio.iter().copied().reduce(f64::max),
             ) {
                 let line = format!(
-                    "| {name} | {clients} | before build: {:.2}× baseline (median of rounds; rounds {low:.2}–{high:.2}×) | {:.0} µs | | |",
+                    "| {name} | {clients} | before build: {:.2}× baseline (median of rounds; rounds {low:.2}–{high:.2}×) | {:.0} µs | | | |",
                     median(ratio),
                     median(cpu)
                 );
@@ -390,16 +425,21 @@ async fn backend(
                 rows.push(line);
             }
         }
-        let lat = sorted(lat);
-        let line = format!(
-            "| {name} | open loop {OPEN_RATE}/s × {OPEN_SECS}s × {ROUNDS} | p50 {:.2} ms | p99 {:.2} ms | \
-             max {:.2} ms |",
-            pct(&lat, 0.5) / 1e6,
-            pct(&lat, 0.99) / 1e6,
-            pct(&lat, 1.0) / 1e6
-        );
-        println!("{line}");
-        rows.push(line);
+        for (build, lat) in [("", lat), (" (before build)", before_lat)] {
+            if lat.is_empty() {
+                continue;
+            }
+            let lat = sorted(lat);
+            let line = format!(
+                "| {name}{build} | open loop {OPEN_RATE}/s × {OPEN_SECS}s × {ROUNDS} | p50 {:.2} ms | p99 {:.2} ms | \
+                 max {:.2} ms |",
+                pct(&lat, 0.5) / 1e6,
+                pct(&lat, 0.99) / 1e6,
+                pct(&lat, 1.0) / 1e6
+            );
+            println!("{line}");
+            rows.push(line);
+        }
         let counted: i64 = sqlx::query_scalar("select count(*) from inbox")
             .fetch_one(migrated_store(&grouped_db).await?.pool())
             .await?;
@@ -445,9 +485,9 @@ fn main() -> anyhow::Result<()> {
         }
         println!(
             "\n| state DB | clients | one transaction per event (baseline) | group commit (× baseline) | \
-             CPU/webhook | group_commit_max_batch = 1 (× baseline) | CPU/webhook |"
+             CPU/webhook | events/batch | group_commit_max_batch = 1 (× baseline) | CPU/webhook |"
         );
-        println!("|---|---|---:|---:|---:|---:|---:|");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
         for r in rows {
             println!("{r}");
         }

@@ -193,6 +193,10 @@ impl Application {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
         let worker = tokio::spawn(self.worker.clone().run(self.shutdown.clone(), self.grace));
+        let checkpoints = tokio::spawn(state::checkpoint_periodically(
+            self.worker.store.clone(),
+            self.shutdown.clone(),
+        ));
         let maintenance = tokio::spawn(state::prune_periodically(
             self.worker.store.clone(),
             self.retention,
@@ -225,6 +229,7 @@ impl Application {
         }
         let _ = server.await;
         let _ = maintenance.await;
+        let _ = checkpoints.await;
         tracing::info!("stopped");
         Ok(())
     }

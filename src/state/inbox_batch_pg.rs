@@ -1,11 +1,13 @@
 //! The batch commit on PostgreSQL: one call of the `ltv_enqueue_batch` function, one round trip.
 //!
-//! The function (created by the migration `…_enqueue_batch_function.sql`) performs the same three
-//! steps as the SQLite path in `inbox_batch.rs` (inbox rows, one job upsert per ticket with its
-//! events folded, the links), in key and then ticket order. Sent as a single statement outside an
-//! explicit transaction it is atomic on its own: no `begin` and `commit` round trips, and the
-//! answer comes only after the commit. The batch travels as one JSON parameter (the `Any` driver
-//! binds no arrays), so the statement text never changes and stays prepared.
+//! The function (created by the migration `…_enqueue_batch_function.sql`, rewritten by
+//! `…_enqueue_batch_jobs_first.sql`) commits what the SQLite path in `inbox_batch.rs` commits (the
+//! new inbox rows, one job upsert per ticket with its events folded, each row linked to its job),
+//! in ticket and then key order; it upserts the jobs first, so each inbox row is written once,
+//! with its job. Sent as a single statement outside an explicit transaction it is atomic on its
+//! own: no `begin` and `commit` round trips, and the answer comes only after the commit. The batch
+//! travels as one JSON parameter (the `Any` driver binds no arrays), so the statement text never
+//! changes and stays prepared.
 
 use serde::Serialize;
 use sqlx::Row;

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `inbox.rs` | commit an event and its job in one transaction, coalescing per ticket |
 //! | `inbox_batch.rs` | the same for a whole batch of events: one transaction, three statements |
-//! | `inbox_batch_pg.rs` | on PostgreSQL, those three steps in one function call (one round trip) |
+//! | `inbox_batch_pg.rs` | on PostgreSQL, the same in one function call (one round trip), each row written once |
 //! | `batch_sql.rs` | those statements' text, in a few fixed shapes that stay prepared |
 //! | `group_commit.rs` | the committer: events of concurrent webhooks in one transaction |
 //! | `queue.rs` | claim due jobs under a lease; the [`LeasedJob`] handle (renew, finish, retry, release) |
@@ -21,9 +21,11 @@
 //! | `audit.rs` | the decision recorded for every finished job |
 //! | `notes.rs` | the tickets that already carry the service's internal note |
 //! | `retention.rs` | pruning old rows, and the loop that does it |
+//! | `checkpoint.rs` | SQLite: the log copied into the database file in the background, not in a commit |
 
 mod audit;
 mod batch_sql;
+mod checkpoint;
 mod db_clock;
 mod dead_letters;
 mod group_commit;
@@ -46,6 +48,7 @@ use sqlx::AnyPool;
 use crate::connect_error::{describe_db, diagnose_pool_timeout};
 
 pub use audit::{AuditFilter, AuditRecord, AuditRow};
+pub use checkpoint::checkpoint_periodically;
 pub use dead_letters::{JobRow, QueueDepth};
 pub use group_commit::{CommitError, GroupCommitSettings, GroupCommitter};
 pub use inbox::{Enqueued, NewEvent};
@@ -106,8 +109,23 @@ impl StateStore {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(settings.connect_timeout)
-            .connect_lazy_with(options);
+            .acquire_timeout(settings.connect_timeout);
+        let pool = match backend {
+            // The connection is in-process: a ping before every acquire only costs a hand-off
+            // to its thread. `serve` checkpoints in the background (`checkpoint.rs`); the
+            // writer's own checkpoint is the backstop.
+            Backend::Sqlite => pool.test_before_acquire(false).after_connect(|conn, _| {
+                Box::pin(async move {
+                    let sql = format!(
+                        "pragma wal_autocheckpoint = {}",
+                        checkpoint::WRITER_AUTOCHECKPOINT_PAGES
+                    );
+                    sqlx::query(&sql).execute(conn).await.map(drop)
+                })
+            }),
+            Backend::Postgres => pool,
+        };
+        let pool = pool.connect_lazy_with(options);
         Ok(StateStore { pool, backend })
     }
 

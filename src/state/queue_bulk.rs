@@ -18,21 +18,34 @@ static CLAIM_FRESH_SQLITE: LazyLock<String> =
 static CLAIM_FRESH_POSTGRES: LazyLock<String> =
     LazyLock::new(|| claim_sql(Backend::Postgres, "for update skip locked", FRESH));
 
+/// Counts at most `$3` rows: the dispatcher asks every second, and a count of the whole backlog
+/// would read every waiting job's index entry each time (tens of thousands after a burst, on
+/// SQLite while the one connection waits).
 static READY_JOBS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "select count(*) from job where state = '{}' and run_at <= $1 and source = $2",
+        "select count(*) from (select 1 from job
+                               where state = '{}' and run_at <= $1 and source = $2
+                               limit $3) as ready",
         JobState::Queued
     )
 });
 
 impl StateStore {
-    /// Jobs of `source` waiting whose time has come (the backlog single writes would face).
-    pub async fn ready_jobs(&self, source: Source, now: Millis) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(&READY_JOBS)
+    /// Jobs of `source` waiting whose time has come (the backlog single writes would face),
+    /// counted up to `up_to`: a larger backlog answers `up_to`.
+    pub async fn ready_jobs(
+        &self,
+        source: Source,
+        now: Millis,
+        up_to: usize,
+    ) -> Result<usize, sqlx::Error> {
+        let n: i64 = sqlx::query_scalar(&READY_JOBS)
             .bind(now)
             .bind(source.as_str())
+            .bind(i64::try_from(up_to).unwrap_or(i64::MAX))
             .fetch_one(&self.pool)
-            .await
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// Leases up to `max` ready jobs of `source` that were never tried, oldest first.

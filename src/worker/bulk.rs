@@ -112,8 +112,10 @@ impl Worker {
             return Vec::new();
         };
         let now = Millis::now();
-        let ready = match self.store.ready_jobs(Source::Zendesk, now).await {
-            Ok(n) => usize::try_from(n).unwrap_or(0),
+        // More than what a round takes beyond the single writes' share changes nothing.
+        let up_to = bulk.single_write_capacity().saturating_add(ROUND_JOBS);
+        let ready = match self.store.ready_jobs(Source::Zendesk, now, up_to).await {
+            Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot count the ready backlog");
                 return Vec::new();

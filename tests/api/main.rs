@@ -8,6 +8,7 @@ mod audit_cli;
 mod backfill;
 mod bad_input;
 mod bulk_writes;
+mod checkpoints;
 mod connection_errors;
 mod dedupe_keys;
 mod faults;

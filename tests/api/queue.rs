@@ -207,3 +207,46 @@ async fn a_lease_claimed_again_by_its_owner_is_another_lease_on_sqlite() {
 async fn a_lease_claimed_again_by_its_owner_is_another_lease_on_postgres() {
     a_lease_claimed_again_by_its_owner_is_another_lease(Db::Postgres).await;
 }
+
+async fn the_ready_backlog_is_counted_up_to_what_is_asked(kind: Db) {
+    let (store, db) = store(kind).await;
+    let now = Millis::now();
+    for t in 0..5 {
+        store
+            .enqueue(&event(&(500 + t).to_string(), &format!("ready-{t}")), now)
+            .await
+            .expect("enqueue");
+    }
+    let ready = |up_to| store.ready_jobs(Source::Zendesk, now, up_to);
+    assert_eq!(
+        ready(3).await.expect("count"),
+        3,
+        "a larger backlog answers the bound"
+    );
+    assert_eq!(ready(5).await.expect("count"), 5);
+    assert_eq!(
+        ready(100).await.expect("count"),
+        5,
+        "a smaller one its size"
+    );
+    assert_eq!(
+        store
+            .ready_jobs(Source::Gorgias, now, 100)
+            .await
+            .expect("count"),
+        0,
+        "only the helpdesk asked about"
+    );
+    store.pool().close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ready_backlog_is_counted_up_to_what_is_asked_on_sqlite() {
+    the_ready_backlog_is_counted_up_to_what_is_asked(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ready_backlog_is_counted_up_to_what_is_asked_on_postgres() {
+    the_ready_backlog_is_counted_up_to_what_is_asked(Db::Postgres).await;
+}
