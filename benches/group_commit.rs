@@ -271,6 +271,10 @@ async fn serve(
         .env("LTV_TAGGER__WORKER__CONCURRENCY", "1")
         .env("LTV_TAGGER__WORKER__POLL_INTERVAL", "1h")
         .env("LTV_TAGGER__ZENDESK__REQUEST_TIMEOUT", "1h")
+        // No bulk rounds either: single writes would clear any backlog here within
+        // `bulk_after`, so the dispatcher never claims jobs for `update_many`.
+        .env("LTV_TAGGER__ZENDESK__REQUESTS_PER_MINUTE", "1000000")
+        .env("LTV_TAGGER__ZENDESK__BULK_AFTER", "1h")
         .env("LTV_TAGGER__ZENDESK__API_BASE_URL", fake.base_url())
         .env("LTV_TAGGER__ZENDESK__EMAIL", &cfg.zendesk_email)
         .env("LTV_TAGGER__ZENDESK__API_TOKEN", &cfg.zendesk_token)
