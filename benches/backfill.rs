@@ -12,16 +12,15 @@ use std::time::{Duration, Instant};
 
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig, Helpdesk};
 use ltv_tagger::backfill::{BackfillArgs, Progress, Report};
-use ltv_tagger::clock::Millis;
-use ltv_tagger::domain::{CustomerEmail, Requester, Source, TicketId};
-use ltv_tagger::state::{NewEvent, StateStore};
+use ltv_tagger::domain::Source;
+use ltv_tagger::state::StateStore;
 use tokio_util::sync::CancellationToken;
 
 #[path = "support/shop.rs"]
 mod shop;
 #[path = "support/state_db.rs"]
 mod state_db;
-use shop::{env_or, CUSTOMERS};
+use shop::{enqueue_trigger, env_or, CUSTOMERS};
 use state_db::StateDb;
 
 const LIVE_EVERY: Duration = Duration::from_secs(2);
@@ -117,20 +116,8 @@ fn main() -> anyhow::Result<()> {
                     if listed.get().is_none() && Instant::now() >= next_live {
                         next_live += LIVE_EVERY;
                         let id = LIVE_BASE + live.len() as u64;
-                        let email = CustomerEmail::parse("c0@shop.test")
-                            .map_err(|e| anyhow::anyhow!(e))?;
-                        let event = NewEvent {
-                            source: Source::Zendesk,
-                            ticket_id: TicketId::parse(&id.to_string())
-                                .map_err(|e| anyhow::anyhow!(e))?,
-                            event_type: "trigger".into(),
-                            requester: Some(Requester::Email(email)),
-                            ticket_tags: vec![],
-                            ticket_updated_at: None,
-                            dedupe_key: format!("live:{id}"),
-                            body: "{}".into(),
-                        };
-                        store.enqueue(&event, Millis::now()).await?;
+                        enqueue_trigger(&store, id, "c0@shop.test", format!("live:{id}"))
+                            .await?;
                         worker.wake.notify_one();
                         live.push((id, Instant::now(), None));
                     }

@@ -8,16 +8,13 @@
 use std::time::{Duration, Instant};
 
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
-use ltv_tagger::clock::Millis;
-use ltv_tagger::domain::{CustomerEmail, Requester, Source, TicketId};
-use ltv_tagger::state::NewEvent;
 use tokio_util::sync::CancellationToken;
 
 #[path = "support/shop.rs"]
 mod shop;
 #[path = "support/state_db.rs"]
 mod state_db;
-use shop::{env_or, CUSTOMERS};
+use shop::{enqueue_trigger, env_or, CUSTOMERS};
 use state_db::StateDb;
 
 const PER_MINUTE: u32 = 400;
@@ -46,19 +43,8 @@ async fn run(tickets: usize, bulk_after: Duration, shop_url: &str) -> anyhow::Re
     })?;
     let (store, worker) = shop::worker(&settings).await?;
     for n in 0..tickets {
-        let email = CustomerEmail::parse(&format!("c{}@shop.test", n % CUSTOMERS))
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let event = NewEvent {
-            source: Source::Zendesk,
-            ticket_id: TicketId::parse(&(n + 1).to_string()).map_err(|e| anyhow::anyhow!(e))?,
-            event_type: "trigger".into(),
-            requester: Some(Requester::Email(email)),
-            ticket_tags: vec![],
-            ticket_updated_at: None,
-            dedupe_key: format!("bench:{n}"),
-            body: "{}".into(),
-        };
-        store.enqueue(&event, Millis::now()).await?;
+        let email = format!("c{}@shop.test", n % CUSTOMERS);
+        enqueue_trigger(&store, n as u64 + 1, &email, format!("bench:{n}")).await?;
     }
     let stop = CancellationToken::new();
     let started = Instant::now();

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use fake_helpdesk::{FakeHelpdesk, FakeHelpdeskConfig};
+use ltv_tagger::clock::Millis;
 use ltv_tagger::config::{RawSettings, Settings};
+use ltv_tagger::domain::{CustomerEmail, Requester, Source, TicketId};
 use ltv_tagger::helpdesk::Helpdesks;
 use ltv_tagger::metrics::Metrics;
 use ltv_tagger::orders::OrderDb;
-use ltv_tagger::state::StateStore;
+use ltv_tagger::state::{NewEvent, StateStore};
 use ltv_tagger::worker::Worker;
 use sqlx::Connection;
 
@@ -78,4 +80,28 @@ pub async fn worker(settings: &Settings) -> anyhow::Result<(StateStore, Arc<Work
         wake: Default::default(),
     });
     Ok((store, worker))
+}
+
+/// Queues one Zendesk trigger event for ticket `id` from `email` (dedupe key `key`), as the
+/// inbox commits a webhook's.
+pub async fn enqueue_trigger(
+    store: &StateStore,
+    id: u64,
+    email: &str,
+    key: String,
+) -> anyhow::Result<()> {
+    let event = NewEvent {
+        source: Source::Zendesk,
+        ticket_id: TicketId::parse(&id.to_string()).map_err(|e| anyhow::anyhow!(e))?,
+        event_type: "trigger".into(),
+        requester: Some(Requester::Email(
+            CustomerEmail::parse(email).map_err(|e| anyhow::anyhow!(e))?,
+        )),
+        ticket_tags: vec![],
+        ticket_updated_at: None,
+        dedupe_key: key,
+        body: "{}".into(),
+    };
+    store.enqueue(&event, Millis::now()).await?;
+    Ok(())
 }

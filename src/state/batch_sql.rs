@@ -89,19 +89,9 @@ pub(super) fn job(rows: usize) -> Cow<'static, str> {
         values(&mut sql, rows, JOB_COLS);
         let _ = write!(
             sql,
-            " where v.column1 is not null
-              on conflict (source, ticket_id) where state = '{queued}'
-              do update set requester_email = case when {names} then excluded.requester_email
-                                                   else job.requester_email end,
-                            requester_id = case when {names} then excluded.requester_id
-                                                else job.requester_id end,
-                            ticket_tags = excluded.ticket_tags,
-                            ticket_updated_at = excluded.ticket_updated_at,
-                            event_count = job.event_count + excluded.event_count,
-                            updated_at = excluded.updated_at
+            " where v.column1 is not null {on_conflict}
               returning id, source, ticket_id, event_count",
-            queued = JobState::Queued,
-            names = super::inbox::NAMES_REQUESTER,
+            on_conflict = *super::inbox::JOB_ON_CONFLICT,
         );
         sql
     })

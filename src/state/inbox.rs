@@ -61,13 +61,26 @@ const INSERT_INBOX: &str =
      on conflict (source, dedupe_key) do nothing
      returning id";
 
+/// The upsert's conflict clause, shared by the one-event and the batch upserts (`batch_sql.rs`).
 /// The conflict target repeats the partial index's predicate (`job_queued_ticket_uq`). A later
 /// event that names a requester replaces the waiting job's requester, email and id together (the
-/// ticket's requester may have changed; mixing the two would look up someone else).
-/// The condition under which an upserted job's requester replaces the waiting job's: the later
-/// event names one. Shared by the one-event and the batch upserts.
-pub(super) const NAMES_REQUESTER: &str =
-    "excluded.requester_email is not null or excluded.requester_id is not null";
+/// ticket's requester may have changed; mixing the two would look up someone else). The insert's
+/// `event_count` is the events it stands for (1 here, a ticket's events in a batch).
+pub(super) static JOB_ON_CONFLICT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "on conflict (source, ticket_id) where state = '{queued}'
+         do update set requester_email = case when {names} then excluded.requester_email
+                                              else job.requester_email end,
+                       requester_id = case when {names} then excluded.requester_id
+                                           else job.requester_id end,
+                       ticket_tags = excluded.ticket_tags,
+                       ticket_updated_at = excluded.ticket_updated_at,
+                       event_count = job.event_count + excluded.event_count,
+                       updated_at = excluded.updated_at",
+        queued = JobState::Queued,
+        names = "excluded.requester_email is not null or excluded.requester_id is not null",
+    )
+});
 
 static UPSERT_JOB: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -75,18 +88,10 @@ static UPSERT_JOB: LazyLock<String> = LazyLock::new(|| {
                           event_count, state, attempts, run_at, created_at, updated_at,
                           ticket_updated_at)
          values ($1, $2, $3, $4, $5, 1, '{queued}', 0, $6, $6, $6, $7)
-         on conflict (source, ticket_id) where state = '{queued}'
-         do update set requester_email = case when {names} then excluded.requester_email
-                                              else job.requester_email end,
-                       requester_id = case when {names} then excluded.requester_id
-                                           else job.requester_id end,
-                       ticket_tags = excluded.ticket_tags,
-                       ticket_updated_at = excluded.ticket_updated_at,
-                       event_count = job.event_count + 1,
-                       updated_at = excluded.updated_at
+         {on_conflict}
          returning id, event_count",
         queued = JobState::Queued,
-        names = NAMES_REQUESTER,
+        on_conflict = *JOB_ON_CONFLICT,
     )
 });
 
