@@ -314,7 +314,8 @@ impl Worker {
                 transient(format!("update_many job {state:?}: {message}")),
             ),
             // The call itself: what the same error means for a single write (a pause defers,
-            // a 429 keeps its wait, a 401/403 dead-letters).
+            // a 429 keeps its wait, a 401/403 dead-letters, counted `failed`).
+            BulkEnd::Error(err @ HelpdeskError::Rejected { .. }) => ("failed", err.clone()),
             BulkEnd::Error(err) => ("retried", err.clone()),
         };
         self.count_bulk_ticket(failure.0);

@@ -29,6 +29,18 @@ pub(super) enum BulkEnd {
     Error(HelpdeskError),
 }
 
+/// A call's error as the end of the whole bulk job. A 404 or 422 of the call itself (a job status
+/// Zendesk no longer keeps, a refused `update_many`) says nothing of any one ticket, unlike the
+/// same answer to a single write (a ticket gone or closed): its tickets are retried on their own.
+fn call_failed(call: &str, e: HelpdeskError) -> BulkEnd {
+    BulkEnd::Error(match e {
+        HelpdeskError::Rejected {
+            status: 404 | 422, ..
+        } => HelpdeskError::Unavailable(format!("{call}: {e}")),
+        e => e,
+    })
+}
+
 /// A call worth trying again later, and after how long.
 fn wait_for(e: &HelpdeskError, tries: u32) -> Option<Duration> {
     let backoff = backoff(i64::from(tries) + 1, Duration::from_millis(500), MAX_WAIT);
@@ -85,7 +97,7 @@ impl Worker {
                         tries += 1;
                         tokio::time::sleep(wait).await;
                     }
-                    _ => return BulkEnd::Error(e),
+                    _ => return call_failed("update_many", e),
                 },
             }
         };
@@ -115,7 +127,7 @@ impl Worker {
                         tracing::info!(error = %e, wait = ?wait, "job status poll: trying again later");
                         wait.max(POLL_EVERY)
                     }
-                    None => return BulkEnd::Error(e),
+                    None => return call_failed("job status", e),
                 },
             };
             if Instant::now() + wait > deadline {

@@ -281,6 +281,45 @@ async fn a_poll_that_meets_a_server_error_is_tried_again_later_and_no_job_is_ret
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_status_gone_404_retries_its_tickets_instead_of_rejecting_them() {
+    const JOBS: u64 = 20;
+    let s = backlog(Db::Sqlite, JOBS, |fake| {
+        fake.set_bulk_ticket_time(Duration::from_millis(200));
+    })
+    .await;
+    wait_until(Duration::from_secs(60), "both bulk jobs queued", || async {
+        s.fake.bulk_jobs() >= 2
+    })
+    .await;
+    // Zendesk forgets job statuses after a while: a 404 says nothing about the tickets.
+    s.fake.fail_next(1, 404, None);
+    wait_all_audited(&s, JOBS).await;
+    assert!(
+        s.fake
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/api/v2/job_statuses/") && r.status == 404),
+        "{:?}",
+        s.fake.requests()
+    );
+    for n in 1..=JOBS {
+        let rows = audit_of(&s, n).await;
+        assert_eq!(
+            rows[0].record.outcome, "tagged",
+            "ticket {n}: {:?}",
+            rows[0]
+        );
+        let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
+        assert_eq!(
+            s.fake.tags(Vendor::Zendesk, &n.to_string()),
+            [want],
+            "ticket {n}"
+        );
+    }
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_another_client_holds_all_30_job_slots_the_bulk_write_waits_and_loses_nothing() {
     const JOBS: u64 = 30;
     let s = backlog(Db::Sqlite, 0, |_| {}).await;
