@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 use crate::domain::JobState;
 
 /// Columns bound per event (inbox) and per ticket (job).
-const INBOX_COLS: usize = 5;
-const JOB_COLS: usize = 7;
+pub(super) const INBOX_COLS: usize = 5;
+pub(super) const JOB_COLS: usize = 7;
 
 /// Shapes 1, 2, 4, … 1024 rows: the largest holds `state.group_commit_max_batch` (at most 1000).
 const SHAPES: usize = 11;
@@ -24,6 +24,12 @@ const SHAPES: usize = 11;
 /// The rows a statement for `n` rows is built for.
 pub(super) fn shape(n: usize) -> usize {
     n.max(1).next_power_of_two()
+}
+
+/// The NULL parameters that pad `rows` rows of `cols` columns up to their shape (a NULL row is
+/// dropped by the statement's `where`).
+pub(super) fn padding(rows: usize, cols: usize) -> usize {
+    (shape(rows) - rows) * cols
 }
 
 type Texts = [OnceLock<String>; SHAPES];

@@ -8,10 +8,10 @@
 //! event: (1) the inbox rows, a repeated dedupe key skipped (`on conflict do nothing`); (2) one
 //! job per ticket, the ticket's events folded first as sequential upserts would fold them (the
 //! latest requester and tags win, `event_count` grows by the number of events); (3) each inbox
-//! row linked to its job. Rows are written in key order, then tickets in ticket order (the
-//! PostgreSQL function keeps that order, so its batches committed at once cannot deadlock). The
-//! statements come in a few fixed shapes (`batch_sql.rs`), padded up to the next power of two, so
-//! they stay prepared.
+//! row linked to its job. Rows go in batch order: SQLite has one writer, so batches never run at
+//! once and lock order does not matter here (the PostgreSQL function locks tickets, then keys, in
+//! sorted order). The statements come in a few fixed shapes (`batch_sql.rs`), padded up to the
+//! next power of two, so they stay prepared.
 
 use std::collections::HashMap;
 
@@ -52,16 +52,11 @@ impl StateStore {
         }
         let mut tx = self.pool.begin().await?;
 
-        // 1. Inbox rows; a key already stored, or earlier in the batch, returns no row.
-        // Rows go in key order (a stable sort: the first of two equal keys stays first), and
-        // tickets below in ticket order, so batches committed at once lock in one order.
-        let mut order: Vec<&NewEvent> = events.to_vec();
-        order.sort_by(|a, b| {
-            (a.source.as_str(), &a.dedupe_key).cmp(&(b.source.as_str(), &b.dedupe_key))
-        });
-        let sql = batch_sql::inbox(order.len());
+        // 1. Inbox rows, in batch order; a key already stored, or earlier in the batch, returns
+        // no row.
+        let sql = batch_sql::inbox(events.len());
         let mut q = sqlx::query(&sql).bind(now);
-        for ev in order {
+        for ev in events {
             q = q
                 .bind(ev.source.as_str())
                 .bind(&ev.dedupe_key)
@@ -69,9 +64,8 @@ impl StateStore {
                 .bind(&ev.event_type)
                 .bind(&ev.body);
         }
-        for _ in events.len()..batch_sql::shape(events.len()) {
-            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>);
-            q = q.bind(None::<&str>).bind(None::<&str>);
+        for _ in 0..batch_sql::padding(events.len(), batch_sql::INBOX_COLS) {
+            q = q.bind(None::<&str>);
         }
         let rows = q.fetch_all(&mut *tx).await?;
         let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
@@ -123,7 +117,6 @@ impl StateStore {
             tx.rollback().await?;
             return Ok(out);
         }
-        tickets.sort_by(|a, b| (a.source, &a.ticket).cmp(&(b.source, &b.ticket)));
         let sql = batch_sql::job(tickets.len());
         let mut q = sqlx::query(&sql).bind(now);
         for t in &tickets {
@@ -136,9 +129,7 @@ impl StateStore {
                 .bind(t.events.len() as i64)
                 .bind(t.stamp);
         }
-        for _ in tickets.len()..batch_sql::shape(tickets.len()) {
-            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<&str>);
-            q = q.bind(None::<&str>).bind(None::<&str>).bind(None::<i64>);
+        for _ in 0..batch_sql::padding(tickets.len(), batch_sql::JOB_COLS) {
             q = q.bind(None::<&str>);
         }
         let rows = q.fetch_all(&mut *tx).await?;
