@@ -194,6 +194,15 @@ static REQUEUE_DEAD: LazyLock<String> =
 /// Why a job was folded into its ticket's newer waiting job.
 pub(super) const SUPERSEDED: &str = "superseded by a newer event for the same ticket";
 
+/// Of a `job` row being updated: its ticket has a newer job waiting (the row is then merged).
+pub(super) static NEWER_WAITING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "exists (select 1 from job q where q.source = job.source
+                   and q.ticket_id = job.ticket_id and q.state = '{}')",
+        JobState::Queued
+    )
+});
+
 static MERGE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "update job set state = '{}', lease_owner = null, lease_until = null,

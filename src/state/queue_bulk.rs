@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::db_clock::now_ms;
-use super::queue::{claim_sql, lease_ms, SUPERSEDED};
+use super::queue::{claim_sql, lease_ms, NEWER_WAITING, SUPERSEDED};
 use super::{is_unique_violation, Backend, LeasedJob, StateStore};
 use crate::clock::Millis;
 use crate::domain::{JobId, JobState, Source};
@@ -82,7 +82,9 @@ impl StateStore {
             now_ms(self.backend),
             leases_of(jobs, 3)
         );
+        // The text changes with the jobs: not kept in the statement cache.
         sqlx::query_scalar(&sql)
+            .persistent(false)
             .bind(lease_ms(lease))
             .bind(now)
             .bind(first.owner())
@@ -97,11 +99,7 @@ impl StateStore {
         let Some(first) = jobs.first() else {
             return Ok(());
         };
-        let newer = format!(
-            "exists (select 1 from job q where q.source = job.source
-                       and q.ticket_id = job.ticket_id and q.state = '{}')",
-            JobState::Queued
-        );
+        let newer = &*NEWER_WAITING;
         let sql = format!(
             "update job set state = case when {newer} then '{merged}' else '{queued}' end,
                             last_error = case when {newer} then '{SUPERSEDED}' else last_error end,
@@ -113,6 +111,7 @@ impl StateStore {
             queued = JobState::Queued,
         );
         let r = sqlx::query(&sql)
+            .persistent(false)
             .bind(now)
             .bind(first.owner())
             .execute(&self.pool)

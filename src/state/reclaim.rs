@@ -4,6 +4,7 @@
 use std::sync::LazyLock;
 
 use super::db_clock::now_ms;
+use super::queue::NEWER_WAITING;
 use super::{Backend, StateStore};
 use crate::clock::Millis;
 use crate::domain::{JobId, JobState};
@@ -14,12 +15,10 @@ fn merge_expired_sql(backend: Backend) -> String {
         "update job set state = '{merged}', lease_owner = null, lease_until = null,
                         last_error = 'lease expired; superseded by a newer event for the same ticket',
                         updated_at = $1
-         where state = '{running}' and lease_until < {db_now}
-           and exists (select 1 from job q where q.source = job.source
-                         and q.ticket_id = job.ticket_id and q.state = '{queued}')",
+         where state = '{running}' and lease_until < {db_now} and {newer}",
         merged = JobState::Merged,
         running = JobState::Running,
-        queued = JobState::Queued,
+        newer = *NEWER_WAITING,
         db_now = now_ms(backend),
     )
 }

@@ -34,15 +34,13 @@ pub(super) const BACKLOG_CHECK: Duration = Duration::from_secs(1);
 /// A job of the round whose update waits for its group's bulk job.
 type Pending = (LeasedJob, Findings, Prepared);
 
-/// The round's leases as its heartbeat knows them: the jobs it still renews (not settled yet),
-/// those being settled, and the tickets whose job's lease it found gone. A round holds one job
-/// per ticket.
+/// The round's leases as its heartbeat knows them: the jobs it still renews (not settled yet)
+/// and the tickets whose job's lease it found gone. A round holds one job per ticket.
 struct Leases(Mutex<Book>);
 
 #[derive(Default)]
 struct Book {
     held: HashSet<JobId>,
-    settling: HashSet<JobId>,
     lost: HashSet<TicketId>,
 }
 
@@ -69,19 +67,10 @@ impl Leases {
             .collect()
     }
 
-    /// The jobs of `jobs` a hard stop gives back: held, or being settled (one settled already
-    /// is not running any more, and the release leaves it alone).
-    fn to_release(&self, jobs: &[LeasedJob]) -> Vec<LeasedJob> {
-        let book = self.book();
-        jobs.iter()
-            .filter(|j| book.held.contains(&j.id) || book.settling.contains(&j.id))
-            .cloned()
-            .collect()
-    }
-
     /// After renewing `asked`: those still held that were not `renewed` are lost. Returns how
     /// many.
     fn renewed(&self, asked: &[LeasedJob], renewed: &[JobId]) -> usize {
+        let renewed: HashSet<&JobId> = renewed.iter().collect();
         let mut book = self.book();
         let mut lost = 0;
         for job in asked {
@@ -99,8 +88,7 @@ impl Leases {
 
     /// Takes `job` out of the renewals to settle it; `false` when its lease is lost.
     fn take(&self, job: &LeasedJob) -> bool {
-        let mut book = self.book();
-        book.held.remove(&job.id) && book.settling.insert(job.id)
+        self.book().held.remove(&job.id)
     }
 }
 
@@ -191,9 +179,8 @@ impl Worker {
             // (The heartbeat loops until the round is over.)
             () = heartbeat => {}
             _ = stop.cancelled() => {
-                // A job lost is not ours to give back.
-                let held = leases.to_release(&jobs);
-                if let Err(e) = self.store.release_leases(&held, Millis::now()).await {
+                // The release's guard leaves alone a job settled already or lost.
+                if let Err(e) = self.store.release_leases(&jobs, Millis::now()).await {
                     tracing::warn!(error = %e, "cannot release the bulk round's leases; they expire by themselves");
                 }
             }
