@@ -231,8 +231,9 @@ impl Worker {
         let mut calls = Vec::new();
         for ((add, remove), mut members) in groups {
             while !members.is_empty() {
-                let rest = members.split_off(members.len().min(MAX_BULK_TICKETS));
-                let chunk = std::mem::replace(&mut members, rest);
+                let chunk: Vec<Pending> = members
+                    .drain(..members.len().min(MAX_BULK_TICKETS))
+                    .collect();
                 let (add, remove) = (add.clone(), remove.clone());
                 calls.push(async move {
                     let tickets: Vec<TicketId> =
