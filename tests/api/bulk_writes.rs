@@ -247,11 +247,14 @@ async fn a_failed_job_status_sends_all_its_jobs_back_to_be_retried_alone() {
     s.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poll_that_meets_a_server_error_is_tried_again_later_and_no_job_is_retried() {
-    const JOBS: u64 = 20;
-    let s = backlog(Db::Sqlite, JOBS, |fake| {
-        // Jobs of 9 tickets stay working ~2 s: several polls each.
+/// The tickets of [`polls_answered`].
+const POLLED_JOBS: u64 = 20;
+
+/// [`POLLED_JOBS`] tickets written in two bulk jobs that stay working ~2 s (several polls each);
+/// once both are queued, the next `n` requests are answered `status`. Returns once every job has
+/// its audit row, after checking that a job-status poll got that answer.
+async fn polls_answered(status: u16, n: u32) -> Rig {
+    let s = backlog(Db::Sqlite, POLLED_JOBS, |fake| {
         fake.set_bulk_ticket_time(Duration::from_millis(200));
     })
     .await;
@@ -259,16 +262,23 @@ async fn a_poll_that_meets_a_server_error_is_tried_again_later_and_no_job_is_ret
         s.fake.bulk_jobs() >= 2
     })
     .await;
-    s.fake.fail_next(2, 503, None);
-    wait_all_audited(&s, JOBS).await;
-    let failed_polls = s
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/api/v2/job_statuses/") && r.status == 503)
-        .count();
-    assert!(failed_polls >= 1, "{:?}", s.fake.requests());
-    for n in 1..=JOBS {
+    s.fake.fail_next(n, status, None);
+    wait_all_audited(&s, POLLED_JOBS).await;
+    assert!(
+        s.fake
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/api/v2/job_statuses/") && r.status == status),
+        "{:?}",
+        s.fake.requests()
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_that_meets_a_server_error_is_tried_again_later_and_no_job_is_retried() {
+    let s = polls_answered(503, 2).await;
+    for n in 1..=POLLED_JOBS {
         let rows = audit_of(&s, n).await;
         assert_eq!(rows[0].record.outcome, "tagged", "ticket {n}");
         assert_eq!(
@@ -282,27 +292,9 @@ async fn a_poll_that_meets_a_server_error_is_tried_again_later_and_no_job_is_ret
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_status_gone_404_retries_its_tickets_instead_of_rejecting_them() {
-    const JOBS: u64 = 20;
-    let s = backlog(Db::Sqlite, JOBS, |fake| {
-        fake.set_bulk_ticket_time(Duration::from_millis(200));
-    })
-    .await;
-    wait_until(Duration::from_secs(60), "both bulk jobs queued", || async {
-        s.fake.bulk_jobs() >= 2
-    })
-    .await;
     // Zendesk forgets job statuses after a while: a 404 says nothing about the tickets.
-    s.fake.fail_next(1, 404, None);
-    wait_all_audited(&s, JOBS).await;
-    assert!(
-        s.fake
-            .requests()
-            .iter()
-            .any(|r| r.path.starts_with("/api/v2/job_statuses/") && r.status == 404),
-        "{:?}",
-        s.fake.requests()
-    );
-    for n in 1..=JOBS {
+    let s = polls_answered(404, 1).await;
+    for n in 1..=POLLED_JOBS {
         let rows = audit_of(&s, n).await;
         assert_eq!(
             rows[0].record.outcome, "tagged",
