@@ -133,6 +133,25 @@ async fn wait_all_audited(s: &Rig, jobs: u64) {
     .await;
 }
 
+/// Tickets `1..=jobs` carry their tag set (odd `vip`, even `vip-gold`) and their job's latest audit
+/// row says `tagged`.
+async fn assert_all_tagged(s: &Rig, jobs: u64) {
+    for n in 1..=jobs {
+        let rows = audit_of(s, n).await;
+        assert_eq!(
+            rows[0].record.outcome, "tagged",
+            "ticket {n}: {:?}",
+            rows[0]
+        );
+        let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
+        assert_eq!(
+            s.fake.tags(Vendor::Zendesk, &n.to_string()),
+            [want],
+            "ticket {n}"
+        );
+    }
+}
+
 fn calls(s: &Rig, path_end: &str) -> usize {
     s.fake
         .requests()
@@ -294,20 +313,7 @@ async fn a_poll_that_meets_a_server_error_is_tried_again_later_and_no_job_is_ret
 async fn a_job_status_gone_404_retries_its_tickets_instead_of_rejecting_them() {
     // Zendesk forgets job statuses after a while: a 404 says nothing about the tickets.
     let s = polls_answered(404, 1).await;
-    for n in 1..=POLLED_JOBS {
-        let rows = audit_of(&s, n).await;
-        assert_eq!(
-            rows[0].record.outcome, "tagged",
-            "ticket {n}: {:?}",
-            rows[0]
-        );
-        let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
-        assert_eq!(
-            s.fake.tags(Vendor::Zendesk, &n.to_string()),
-            [want],
-            "ticket {n}"
-        );
-    }
+    assert_all_tagged(&s, POLLED_JOBS).await;
     s.finish().await;
 }
 
@@ -403,16 +409,7 @@ const THRESHOLD_BULK_AFTER: Duration = Duration::from_millis(1250);
 async fn threshold_side(jobs: u64) -> (Vec<u64>, usize) {
     let s = backlog_after(Db::Sqlite, jobs, THRESHOLD_BULK_AFTER, |_| {}).await;
     wait_all_audited(&s, jobs).await;
-    for n in 1..=jobs {
-        let rows = audit_of(&s, n).await;
-        assert_eq!(
-            rows[0].record.outcome, "tagged",
-            "ticket {n}: {:?}",
-            rows[0]
-        );
-        let want = if n % 2 == 0 { "vip-gold" } else { "vip" };
-        assert_eq!(s.fake.tags(Vendor::Zendesk, &n.to_string()), [want]);
-    }
+    assert_all_tagged(&s, jobs).await;
     let routes = s.fake.routes();
     let single: Vec<u64> = (1..=jobs)
         .filter(|n| routes.contains(&format!("PUT /api/v2/tickets/{n}/tags")))
